@@ -420,7 +420,10 @@ def test_scene_invariants(pool):
     mask = box_mask(scenes)
     assert np.all(scenes.images[~mask] == 0)  # no ink outside the boxes
     assert np.all(scenes.images[scenes.counts == 0] == 0)
-    assert np.all(scenes.images.reshape(n, -1).max(1)[scenes.counts > 0] > 0.5)
+    # Every digit leaves ink in its box (point-sampled bilinear can thin a "1" at 12 px, so no higher bar).
+    for i, k in zip(*np.nonzero(present)):
+        x0, y0, x1, y1 = scenes.boxes[i, k].astype(int)
+        assert scenes.images[i, y0:y1, x0:x1].max() > 0.2
 
 
 def test_scenes_paste_solid_digits_into_exactly_their_boxes():

@@ -1,0 +1,66 @@
+"""Scores of a scene interpretation against the ground truth: counts, reconstructions, boxes."""
+import itertools
+
+import numpy as np
+
+from air.model import infer
+
+
+def count_scores(true_counts, pred_counts, n_true, n_pred):
+    """Count accuracy, per-true-count accuracy (NaN where a count never occurs) and the confusion matrix.
+
+    confusion[i][j] is the number of scenes with i digits that the model counted as j; rows 0..n_true-1,
+    columns 0..n_pred-1.
+    """
+    true_counts, pred_counts = np.asarray(true_counts), np.asarray(pred_counts)
+    confusion = np.zeros((n_true, n_pred), dtype=np.int64)
+    np.add.at(confusion, (true_counts, np.minimum(pred_counts, n_pred - 1)), 1)
+    totals = confusion.sum(axis=1)
+    hits = np.array([confusion[i, i] if i < n_pred else 0 for i in range(n_true)])
+    per_class = np.where(totals > 0, hits / np.maximum(totals, 1), np.nan)
+    return {
+        "count_acc": float(np.mean(true_counts == pred_counts)) if len(true_counts) else float("nan"),
+        "per_class_acc": [float(a) for a in per_class],
+        "confusion": confusion.tolist(),
+    }
+
+
+def box_iou(a, b):
+    """Intersection over union of (..., 4) boxes (x0, y0, x1, y1)."""
+    width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    height = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = width * height
+    area = lambda r: (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])
+    return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
+
+
+def matched_box_iou(pred_boxes, pred_counts, true_boxes, true_counts):
+    """Mean IoU between each true digit box and the present step matched to it (the best one-to-one matching).
+
+    Scored over the digits of scenes whose count the model got right (elsewhere a matching is undefined);
+    NaN if there are none.
+    """
+    scores = []
+    for boxes, n, truth, m in zip(pred_boxes, pred_counts, true_boxes, true_counts):
+        if n != m or m == 0:
+            continue
+        ious = box_iou(truth[:m, None, :], boxes[None, :n, :])  # (true digit, present step)
+        best = max(sum(ious[i, j] for i, j in enumerate(order)) for order in itertools.permutations(range(n)))
+        scores.append(best / m)
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def evaluate(params, config, scenes):
+    """Every score of `params` on `scenes` (an air.data.Scenes): counts, recon MSE and box IoU."""
+    out = infer(params, config, scenes.images)
+    scores = count_scores(scenes.counts, out["count"], config_max_digits(config, scenes) + 1, config.max_steps + 1)
+    scores["recon_mse"] = float(np.mean((out["recon"] - scenes.images) ** 2))
+    scores["box_iou"] = matched_box_iou(out["boxes"], out["count"], scenes.boxes, scenes.counts)
+    scores["mean_pres_prob"] = out["pres_prob"].mean(axis=0).tolist()
+    scores["mean_scale"] = np.exp(out["z_where"][..., 0]).mean(axis=0).tolist()
+    return scores
+
+
+def config_max_digits(config, scenes):
+    """The largest count the confusion matrix needs a row for."""
+    return max(config.max_digits, int(scenes.counts.max()) if len(scenes) else 0)
