@@ -1,0 +1,113 @@
+"""Run folders: config.json, metrics.json and checkpoint.npz, written atomically.
+
+checkpoint.npz holds everything a resumed run needs to continue bit for bit: the current and the best
+parameters, Adam's state, the step and epoch, the training generator's state, the history and the config.
+"""
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from air.config import Config
+from air.tree import leaves
+
+CHECKPOINT = "checkpoint.npz"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A run folder or checkpoint that cannot be read; the message names the path and the problem."""
+
+
+def write_atomically(path, write):
+    """Call write(file_object) on a temporary file beside `path`, then rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path, value):
+    write_atomically(path, lambda f: f.write((json.dumps(value, indent=2, allow_nan=True) + "\n").encode()))
+
+
+def save_checkpoint(path, *, params, best_params, adam, rng_state, config, history, epoch, best, complete):
+    """Write the training state to `path` (a .npz file) atomically."""
+    arrays = {f"params/{k}": v for k, v in leaves(params)}
+    arrays.update({f"best_params/{k}": v for k, v in leaves(best_params)})
+    arrays.update({"adam/m": adam["m"], "adam/v": adam["v"], "adam/step": np.array(adam["step"])})
+    meta = {"format_version": FORMAT_VERSION, "epoch": epoch, "best": best, "complete": complete,
+            "rng_state": rng_state, "history": history}
+    arrays["meta"] = np.array(json.dumps(meta))
+    arrays["config"] = np.array(config.to_json())
+    write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def checkpoint_path(path):
+    """The checkpoint file of a run folder, or the file itself; CheckpointError if there is none."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.exists():
+        where = path.parent if path.name == CHECKPOINT else path
+        raise CheckpointError(f"{where}: no checkpoint found (expected {path})")
+    return path
+
+
+def read_checkpoint(path):
+    """Everything save_checkpoint wrote, as a dict; params are nested dicts again."""
+    path = checkpoint_path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+        meta = json.loads(str(data.pop("meta")))
+        config = Config.from_dict(json.loads(str(data.pop("config"))))
+    except (OSError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {meta.get('format_version')}, expected {FORMAT_VERSION}")
+    return {
+        **meta,
+        "config": config,
+        "params": _nest(data, "params/"),
+        "best_params": _nest(data, "best_params/"),
+        "adam": {"m": data["adam/m"], "v": data["adam/v"], "step": int(data["adam/step"])},
+    }
+
+
+def load_checkpoint(path):
+    """(params, config) of a run: the best-validation parameters, which a finished run reports."""
+    state = read_checkpoint(path)
+    return state["best_params"], state["config"]
+
+
+def _nest(flat, prefix):
+    """Rebuild nested dicts/lists from 'a/0/w'-style keys."""
+    root = {}
+    for key, value in flat.items():
+        if not key.startswith(prefix):
+            continue
+        *parents, last = key[len(prefix):].split("/")
+        node = root
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return _lists(root)
+
+
+def _lists(node):
+    """Dicts whose keys are 0..n-1 become lists (the encoder and decoder layer stacks)."""
+    if not isinstance(node, dict):
+        return node
+    node = {k: _lists(v) for k, v in node.items()}
+    if node and all(k.isdigit() for k in node) and sorted(map(int, node)) == list(range(len(node))):
+        return [node[str(i)] for i in range(len(node))]
+    return node

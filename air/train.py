@@ -1,0 +1,217 @@
+"""The training loop: Adam on the negative ELBO, temperature annealing, KL warm-up, validation every epoch,
+the best-validation parameters restored at the end (the seed's early stopping), and resumable checkpoints.
+"""
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from autograd.differential_operators import grad_and_aux
+from autograd.tracer import getval
+
+from air import data as air_data
+from air.checkpoint import CHECKPOINT, read_checkpoint, save_checkpoint, write_json
+from air.metrics import evaluate
+from air.model import init_params
+from air.objective import combine, elbo_terms, sample_noise
+from air.optim import adam_init, adam_update
+from air.tree import Layout
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a NaN or inf; names the step and the quantity."""
+
+    def __init__(self, step, epoch, quantity, checkpoint):
+        kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint had been written yet"
+        super().__init__(f"non-finite {quantity} at step {step} (epoch {epoch + 1}); {kept}")
+        self.step, self.epoch, self.quantity = step, epoch, quantity
+
+
+@dataclasses.dataclass(frozen=True)
+class Datasets:
+    train: air_data.Scenes
+    val: air_data.Scenes
+    test: air_data.Scenes
+    source: str  # one line naming where the digits came from
+
+
+def build_datasets(config, mnist):
+    """Training scenes from the training digit pool (seeded by config.seed); validation and test scenes
+    from their own pools, seeded by config.eval_seed so every training seed is scored on the same scenes."""
+    pools = air_data.digit_pools(mnist)
+    data_rng = np.random.default_rng(_seeds(config)["data"])
+    val_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(config.eval_seed).spawn(2))
+    make = lambda rng, pool, n: air_data.make_scenes(rng, pool, n, config.canvas_size, config.max_digits,
+                                                     config.digit_size, dtype=np.dtype(config.dtype))
+    return Datasets(train=make(data_rng, pools["train"], config.n_train), val=make(val_rng, pools["val"], config.n_val),
+                    test=make(test_rng, pools["test"], config.n_test), source=mnist.source)
+
+
+def _seeds(config):
+    """Independent streams for the training scenes, the initial parameters and the training noise."""
+    data, init, noise = np.random.SeedSequence(config.seed).spawn(3)
+    return {"data": data, "init": init, "noise": noise}
+
+
+def temperature(config, step, total_steps):
+    """The Gumbel-sigmoid temperature at `step`: linear from temp_start (first step) to temp_end (last)."""
+    frac = step / max(1, total_steps - 1)
+    return config.temp_start + (config.temp_end - config.temp_start) * frac
+
+
+def kl_scale(config, epoch):
+    """The seed's KL warm-up: both KL weights scaled by (epoch + 1) / kl_warmup_epochs until it reaches 1."""
+    return 1.0 if config.kl_warmup_epochs == 0 else min(1.0, (epoch + 1) / config.kl_warmup_epochs)
+
+
+def steps_per_epoch(config):
+    return config.n_train // config.batch_size  # the seed drops the last partial batch
+
+
+def _objective(flat, layout, images, noise, config, temp, kl):
+    """The loss of a flat parameter vector, and its terms as plain floats for logging."""
+    terms = elbo_terms(layout.unflatten(flat), images, noise, config, temp)
+    total = combine(terms, config, kl)
+    return total, {"loss": getval(total), **{k: getval(v) for k, v in terms.items()}}
+
+
+_gradient_and_terms = grad_and_aux(_objective)
+
+
+def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=None):
+    """Train from scratch, or from `out_dir`'s checkpoint if `resume`. Returns the metrics dict.
+
+    The run folder (if any) gets config.json at the start, checkpoint.npz after every epoch and
+    metrics.json at the end. `on_step(step, params_fn)` is called after every optimisation step
+    (params_fn() gives the current parameters); raising KeyboardInterrupt from it interrupts the run as
+    a user would. A NaN or inf raises NonFiniteError after the metrics so far are written.
+    """
+    out = Path(out_dir) if out_dir is not None else None
+    dtype = np.dtype(config.dtype)
+    wall_start = time.perf_counter()
+    if resume:
+        state = read_checkpoint(out / CHECKPOINT)
+        if state["config"] != config:
+            raise ValueError(f"{out}: the checkpoint was written with another config; resume with the run's own")
+        layout = Layout(state["params"])
+        adam = {**state["adam"], "params": layout.flatten(state["params"])}
+        best = dict(state["best"], params=layout.flatten(state["best_params"]))
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng_state"]
+        history, first_epoch = state["history"], state["epoch"] + 1
+        wall_offset = history[-1]["wall_s"] if history else 0.0
+    else:
+        params = init_params(np.random.default_rng(_seeds(config)["init"]), config)
+        layout = Layout(params)
+        adam = adam_init(layout.flatten(params))
+        best = {"val_count_acc": -1.0, "epoch": -1, "params": adam["params"].copy()}
+        rng = np.random.default_rng(_seeds(config)["noise"])
+        history, first_epoch, wall_offset = [], 0, 0.0
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(out / "config.json", dataclasses.asdict(config))
+
+    n_steps = steps_per_epoch(config)
+    total_steps = config.n_epochs * n_steps
+    images = datasets.train.images
+    checkpoint_written = out is not None and (out / CHECKPOINT).exists()
+    bar = _progress_bar(total_steps, first_epoch * n_steps, progress)
+    step = first_epoch * n_steps
+    try:
+        for epoch in range(first_epoch, config.n_epochs):
+            kl = kl_scale(config, epoch)
+            order = rng.permutation(len(images))
+            sums = {"loss": 0.0, "recon": 0.0, "kl_what": 0.0, "kl_pres": 0.0}
+            for b in range(n_steps):
+                batch = images[order[b * config.batch_size:(b + 1) * config.batch_size]]
+                noise = sample_noise(rng, config, config.batch_size)
+                temp = temperature(config, step, total_steps)
+                grads, terms = _gradient_and_terms(adam["params"], layout, batch, noise, config, temp, kl)
+                _check_finite(terms["loss"], grads, step, epoch, out if checkpoint_written else None)
+                adam = adam_update(adam, grads, config.lr, config.adam_betas, config.adam_eps)
+                for k in sums:
+                    sums[k] += float(terms[k])
+                step += 1
+                bar.update(1)
+                if on_step is not None:
+                    on_step(step, lambda: layout.unflatten(adam["params"].copy()))
+            scores = evaluate(layout.unflatten(adam["params"]), config, datasets.val)
+            record = {"epoch": epoch + 1, "step": step, "temperature": temp, "kl_scale": kl,
+                      **{k: v / n_steps for k, v in sums.items()},
+                      "val_count_acc": scores["count_acc"], "val_recon_mse": scores["recon_mse"],
+                      "val_per_class_acc": scores["per_class_acc"], "val_mean_pres_prob": scores["mean_pres_prob"],
+                      "val_mean_scale": scores["mean_scale"],
+                      "wall_s": wall_offset + time.perf_counter() - wall_start}
+            history.append(record)
+            if scores["count_acc"] > best["val_count_acc"]:
+                best = {"val_count_acc": scores["count_acc"], "epoch": epoch + 1, "params": adam["params"].copy()}
+            bar.set_postfix(loss=f"{record['loss']:.1f}", val_acc=f"{scores['count_acc']:.3f}",
+                            best=f"{best['val_count_acc']:.3f}")
+            if out is not None:
+                save_checkpoint(out / CHECKPOINT, params=layout.unflatten(adam["params"]),
+                                best_params=layout.unflatten(best["params"]), adam=adam,
+                                rng_state=rng.bit_generator.state, config=config, history=history, epoch=epoch,
+                                best={k: v for k, v in best.items() if k != "params"},
+                                complete=epoch + 1 == config.n_epochs)
+                checkpoint_written = True
+    except NonFiniteError as error:
+        if out is not None:
+            write_json(out / "metrics.json", {"status": f"failed: {error}", "history": history})
+        raise
+    finally:
+        bar.close()
+
+    best_params = layout.unflatten(best["params"])
+    val = evaluate(best_params, config, datasets.val)
+    test = evaluate(best_params, config, datasets.test)
+    metrics = {
+        "status": "complete",
+        "best_val_count_acc": best["val_count_acc"],
+        "best_epoch": best["epoch"],
+        "last_val_count_acc": history[-1]["val_count_acc"] if history else float("nan"),
+        "val_recon_mse": val["recon_mse"],
+        "test_count_acc": test["count_acc"],
+        "per_class_acc": test["per_class_acc"],
+        "confusion": test["confusion"],
+        "test_recon_mse": test["recon_mse"],
+        "test_box_iou": test["box_iou"],
+        "val_per_class_acc": val["per_class_acc"],
+        "val_confusion": val["confusion"],
+        "data_source": datasets.source,
+        "n_steps": total_steps,
+        "wall_s": wall_offset + time.perf_counter() - wall_start,
+        "history": history,
+    }
+    if out is not None:
+        write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _check_finite(loss, grads, step, epoch, checkpoint_dir):
+    """Stop at the first NaN or inf, naming it, before it reaches the parameters."""
+    checkpoint = checkpoint_dir / CHECKPOINT if checkpoint_dir is not None else None
+    if not math.isfinite(float(loss)):
+        raise NonFiniteError(step, epoch, f"loss ({float(loss)})", checkpoint)
+    # One dot product: NaN or inf anywhere in the gradient makes it non-finite.
+    if not math.isfinite(float(np.dot(grads, grads))):
+        raise NonFiniteError(step, epoch, "gradient", checkpoint)
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress_bar(total, initial, enabled):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True, leave=False)

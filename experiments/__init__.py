@@ -1,0 +1,1 @@
+"""Command-line scripts over air/: train, evaluate, benchmark."""

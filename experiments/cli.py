@@ -1,0 +1,105 @@
+"""What every command-line script shares: flags generated from Config, one-line errors, data loading."""
+import argparse
+import dataclasses
+import os
+import sys
+
+from air.config import Config, ConfigError, preset
+
+
+class UsageError(Exception):
+    """Bad command-line input; the scripts print it as one line and exit with status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the flag and the problem (status 2), no usage dump."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def run(main, argv=None):
+    """Call main(argv), turning expected failures into one line on stderr and an exit status."""
+    try:
+        return main(argv)
+    except (UsageError, ConfigError) as e:
+        print(f"{main.__module__.replace('__main__', 'air')}: error: {_flag_message(e)}", file=sys.stderr)
+        return 2
+
+
+def _flag_message(error):
+    if isinstance(error, ConfigError) and error.name != "preset":
+        return f"--{error.name.replace('_', '-')}: {error.problem}"
+    if isinstance(error, ConfigError):
+        return f"--preset: {error.problem}"
+    return str(error)
+
+
+def _parse_value(field):
+    """A parser for one Config field's flag that says what it expected."""
+    kind = field.type
+    default = field.default
+
+    def parse(text):
+        try:
+            if kind is int:
+                return int(text)
+            if kind is float:
+                return float(text)
+            if kind is tuple:
+                items = [item for item in text.split(",") if item.strip()]
+                cast = type(default[0]) if default else float
+                return tuple(cast(item) for item in items)
+            return text
+        except ValueError:
+            what = {int: "an integer", float: "a number"}.get(kind) or f"comma-separated {type(default[0]).__name__}s"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_config_flags(parser):
+    """One flag per Config field, named after it (kl_what_weight -> --kl-what-weight), default from --preset."""
+    group = parser.add_argument_group("model and training (Config fields; defaults from --preset)")
+    for field in dataclasses.fields(Config):
+        flag = "--" + field.name.replace("_", "-")
+        comment = _field_comments().get(field.name, "")
+        kwargs = {"choices": ["float32", "float64"]} if field.name == "dtype" else {}
+        group.add_argument(flag, dest=field.name, type=_parse_value(field), default=argparse.SUPPRESS,
+                           metavar=field.name.upper(), help=f"{comment} (seed preset: {_show(field.default)})",
+                           **kwargs)
+
+
+def config_from_args(args):
+    """The preset named by args.preset with every flag the user gave applied on top."""
+    base = preset(args.preset)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if hasattr(args, f.name)}
+    return dataclasses.replace(base, **given), given
+
+
+def _show(value):
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def _field_comments():
+    """The comment beside each field in air/config.py, so --help says what the source says."""
+    import inspect
+    import air.config
+    comments = {}
+    for line in inspect.getsource(air.config.Config).splitlines():
+        name, sep, rest = line.strip().partition(":")
+        if sep and "#" in rest and name.isidentifier():
+            comments[name] = rest.split("#", 1)[1].strip()
+    return comments
+
+
+def load_data(config, quiet=False):
+    """MNIST (printing one line naming the source) and the run's train / validation / test scenes."""
+    from air.data import load_mnist
+    from air.train import build_datasets
+    log = None if quiet else (lambda message: print(message, file=sys.stderr))
+    mnist = load_mnist(log=log)
+    if not quiet:
+        print(f"data: {mnist.source}", flush=True)
+    return build_datasets(config, mnist)

@@ -1,0 +1,93 @@
+"""Train AIR and write a run folder: python -m experiments.train --preset seed --out runs/seed
+
+Every Config field is a flag (python -m experiments.train --help lists them); --preset picks the defaults.
+"""
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from experiments.cli import Parser, UsageError, add_config_flags, config_from_args, load_data, run
+
+
+def parse_args(argv):
+    parser = Parser(prog="python -m experiments.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="seed", help="named configuration to start from (default: seed)")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>-seed<seed>)")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished or interrupted run in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    parser.add_argument("--no-figures", action="store_true", help="skip the figures at the end of the run")
+    add_config_flags(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    config, given = config_from_args(args)
+    out = Path(args.out or f"runs/{args.preset}-seed{config.seed}")
+    existing = out / "checkpoint.npz"
+    if args.resume:
+        if not existing.exists():
+            raise UsageError(f"--resume: {out} holds no checkpoint to resume")
+        config = _resume_config(existing, given)
+    elif out.exists() and any(out.iterdir()):
+        if not args.overwrite:
+            raise UsageError(f"--out: {out} already holds a run; pass --resume to continue it or --overwrite to replace it")
+        shutil.rmtree(out)
+
+    from air.train import NonFiniteError, train
+    datasets = load_data(config, quiet=args.quiet)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    try:
+        metrics = train(config, datasets, out_dir=out, resume=args.resume, progress=show_progress)
+    except NonFiniteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the checkpoint of the last finished epoch is in {out} "
+              f"(continue with --resume --out {out})", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        _print_summary(metrics, out)
+    if not args.no_figures:
+        _figures(out)
+    return 0
+
+
+def _resume_config(checkpoint, given):
+    """The interrupted run's own config; a flag that would change it is an error, not a silent override."""
+    from air.checkpoint import read_checkpoint
+    saved = read_checkpoint(checkpoint)["config"]
+    for name, value in given.items():
+        if getattr(saved, name) != value:
+            raise UsageError(f"--{name.replace('_', '-')}: the run being resumed has {getattr(saved, name)!r}, "
+                             f"not {value!r}")
+    return saved
+
+
+def _print_summary(metrics, out):
+    history = metrics["history"]
+    for record in history:
+        print(f"epoch {record['epoch']:2d}  loss {record['loss']:8.2f}  recon {record['recon']:7.2f}  "
+              f"kl_what {record['kl_what']:6.2f}  kl_pres {record['kl_pres']:5.3f}  "
+              f"val count acc {record['val_count_acc']:.3f}  val mse {record['val_recon_mse']:.4f}")
+    per_class = " / ".join(f"{a:.2f}" for a in metrics["per_class_acc"])
+    print(f"best val count acc {metrics['best_val_count_acc']:.3f} (epoch {metrics['best_epoch']}), "
+          f"last epoch {metrics['last_val_count_acc']:.3f}")
+    print(f"test count acc {metrics['test_count_acc']:.3f} (per count {per_class}), "
+          f"recon mse {metrics['test_recon_mse']:.4f}, box IoU {metrics['test_box_iou']:.3f}")
+    print(f"{metrics['n_steps']} steps in {metrics['wall_s']:.1f} s; run folder {out}")
+
+
+def _figures(out):
+    try:
+        from air import viz
+    except ImportError:
+        return  # figures arrive with air/viz.py
+    viz.write_figures(out)
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,62 @@
+"""Shared fixtures: a small synthetic MNIST folder, a tiny config, and no network anywhere."""
+import dataclasses
+import gzip
+
+import numpy as np
+import pytest
+
+import air
+from air import data
+
+
+def _idx(array):
+    """The bytes of a uint8 idx file holding `array`."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def blob_digits(rng, n):
+    """n 28x28 uint8 'digits': two or three soft strokes inside the central 20x20 box, as in MNIST."""
+    yy, xx = np.mgrid[0:28, 0:28]
+    images = np.zeros((n, 28, 28))
+    for _ in range(3):
+        cy, cx = rng.uniform(8, 20, size=(2, n, 1, 1))
+        sy, sx = rng.uniform(1.5, 4.0, size=(2, n, 1, 1))
+        images = np.maximum(images, np.exp(-((yy - cy) ** 2 / sy ** 2 + (xx - cx) ** 2 / sx ** 2)))
+    return (255 * images).astype(np.uint8), rng.integers(0, 10, n)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory):
+    """A folder holding the four MNIST idx files with 600 training and 120 test synthetic digits."""
+    folder = tmp_path_factory.mktemp("mnist")
+    rng = np.random.default_rng(7)
+    for prefix, n in (("train", 600), ("t10k", 120)):
+        images, labels = blob_digits(rng, n)
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(images)))
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(labels)))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch, tmp_path):
+    """Tests never touch the network or the user's cache."""
+    def refuse(url, timeout=None):
+        raise AssertionError(f"a test tried to download {url}")
+    monkeypatch.setattr(data, "_urlopen", refuse)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("AIR_MNIST_DIR", raising=False)
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir):
+    return data.load_mnist(data_dir=mnist_dir, download=False)
+
+
+TINY = dict(n_train=64, n_val=32, n_test=32, n_epochs=3, batch_size=16)
+
+
+@pytest.fixture
+def tiny_config():
+    """The seed model on a tiny schedule: 3 epochs of 4 steps."""
+    return dataclasses.replace(air.preset("seed"), **TINY)

@@ -1,0 +1,128 @@
+"""Training: reproducibility, bit-identical resume, NaN handling, checkpoints and the infer API."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import air
+from air import train as air_train
+from air.checkpoint import read_checkpoint
+from air.tree import leaves
+
+
+def run(config, mnist, out=None, **kwargs):
+    return air_train.train(config, air_train.build_datasets(config, mnist), out_dir=out, **kwargs)
+
+
+def without_wall(metrics):
+    strip = lambda d: {k: v for k, v in d.items() if k != "wall_s"}
+    # As JSON text, so NaN scores (no correctly counted digit to match a box to) compare equal.
+    return json.dumps({**strip(metrics), "history": [strip(h) for h in metrics["history"]]}, sort_keys=True)
+
+
+def assert_trees_equal(a, b):
+    (paths_a, arrays_a), (paths_b, arrays_b) = zip(*leaves(a)), zip(*leaves(b))
+    assert paths_a == paths_b
+    for path, x, y in zip(paths_a, arrays_a, arrays_b):
+        assert np.array_equal(x, y), f"{path} differs"
+
+
+def test_same_seed_gives_identical_metrics(tiny_config, mnist):
+    first, second = run(tiny_config, mnist), run(tiny_config, mnist)
+    assert without_wall(first) == without_wall(second)
+    other = run(dataclasses.replace(tiny_config, seed=1), mnist)
+    assert other["history"][0]["loss"] != first["history"][0]["loss"]
+
+
+def test_metrics_json_has_the_promised_keys(tiny_config, mnist, tmp_path):
+    run(tiny_config, mnist, tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in ("best_val_count_acc", "val_recon_mse", "test_count_acc", "per_class_acc", "confusion", "wall_s",
+                "history"):
+        assert key in metrics
+    assert len(metrics["history"]) == tiny_config.n_epochs
+    assert np.array(metrics["confusion"]).sum() == tiny_config.n_test
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == dataclasses.asdict(tiny_config) | {
+        "digit_size": list(tiny_config.digit_size), "encoder_hidden": list(tiny_config.encoder_hidden),
+        "log_scale_range": list(tiny_config.log_scale_range), "what_logvar_range": list(tiny_config.what_logvar_range),
+        "pres_prior": list(tiny_config.pres_prior), "adam_betas": list(tiny_config.adam_betas)}
+
+
+def test_best_epoch_parameters_are_restored(tiny_config, mnist, tmp_path):
+    metrics = run(tiny_config, mnist, tmp_path / "run")
+    params, config = air.load_checkpoint(tmp_path / "run")
+    assert config == tiny_config
+    scenes = air_train.build_datasets(config, mnist).val
+    accuracy = np.mean(air.infer(params, config, scenes.images)["count"] == scenes.counts)
+    assert accuracy == pytest.approx(metrics["best_val_count_acc"])
+    assert metrics["best_val_count_acc"] == max(h["val_count_acc"] for h in metrics["history"])
+
+
+@pytest.mark.parametrize("stop_at", [6, 8])  # in the middle of epoch 2, and exactly at its end
+def test_interrupted_and_resumed_run_is_bit_identical(tiny_config, mnist, tmp_path, stop_at):
+    whole = run(tiny_config, mnist, tmp_path / "whole")
+
+    def interrupt(step, params):
+        if step == stop_at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_config, mnist, tmp_path / "parts", on_step=interrupt)
+    resumed = run(tiny_config, mnist, tmp_path / "parts", resume=True)
+
+    assert without_wall(resumed) == without_wall(whole)
+    a, b = read_checkpoint(tmp_path / "whole"), read_checkpoint(tmp_path / "parts")
+    assert_trees_equal(a["params"], b["params"])
+    assert_trees_equal(a["best_params"], b["best_params"])
+    for key in ("m", "v", "step"):
+        assert np.array_equal(a["adam"][key], b["adam"][key])
+    assert a["rng_state"] == b["rng_state"]
+
+
+def test_nan_stops_training_and_keeps_the_checkpoint(tiny_config, mnist, tmp_path, monkeypatch):
+    real_noise = air_train.sample_noise
+    calls = []
+
+    def poisoned(rng, config, batch_size):
+        calls.append(1)
+        noise = real_noise(rng, config, batch_size)
+        if len(calls) == 6:  # step 5, in the second epoch
+            noise["what"][0, 0, 0] = np.nan
+        return noise
+
+    monkeypatch.setattr(air_train, "sample_noise", poisoned)
+    with pytest.raises(air_train.NonFiniteError, match=r"non-finite loss \(nan\) at step 5 \(epoch 2\)"):
+        run(tiny_config, mnist, tmp_path / "run")
+    state = read_checkpoint(tmp_path / "run")
+    assert state["epoch"] == 0 and not state["complete"]
+    assert all(np.isfinite(v).all() for _, v in leaves(state["params"]))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"].startswith("failed: non-finite loss") and len(metrics["history"]) == 1
+
+
+def test_infer_follows_its_contract(tiny_config, mnist):
+    params = air.init_params(np.random.default_rng(3), tiny_config)
+    scenes = air_train.build_datasets(tiny_config, mnist).val
+    out = air.infer(params, tiny_config, scenes.images)
+    b, t = len(scenes), tiny_config.max_steps
+    assert out["count"].shape == (b,) and out["z_pres"].shape == (b, t) and out["boxes"].shape == (b, t, 4)
+    assert out["z_where"].shape == (b, t, 3) and out["z_what"].shape == (b, t, tiny_config.what_dim)
+    assert out["recon"].shape == scenes.images.shape
+    logits = air.model.encode(params, tiny_config, scenes.images)["pres_logit"]
+    assert np.array_equal(out["z_pres"], np.cumprod(logits > 0, axis=1))
+    assert np.array_equal(out["count"], out["z_pres"].sum(axis=1))
+    present = out["z_pres"][:, :, None, None]
+    assert np.allclose(out["recon"], (present * out["canvases"]).sum(axis=1))
+    with pytest.raises(ValueError, match=r"images must have shape \(batch, 32, 32\)"):
+        air.infer(params, tiny_config, scenes.images[:, :16])
+
+
+def test_loss_is_deterministic_in_its_arguments(tiny_config):
+    rng = np.random.default_rng(0)
+    params = air.init_params(rng, tiny_config)
+    images = rng.random((4, 32, 32)).astype(np.float32)
+    noise = air.sample_noise(rng, tiny_config, 4)
+    assert air.loss(params, images, noise, tiny_config, 0.5) == air.loss(params, images, noise, tiny_config, 0.5)
+    assert air.loss(params, images, noise, tiny_config, 0.5) != air.loss(params, images, noise, tiny_config, 0.6)
+    assert np.asarray(air.loss(params, images, noise, tiny_config, 0.5)).dtype == np.float32
