@@ -7,6 +7,12 @@ import math
 
 import numpy as np
 
+# Adam runs in blocks of this many bytes per array, so that its dozen passes over a block stay in the
+# CPU's cache; whole-vector passes went to memory each time. On the seed's 266k parameters (batch 32, one
+# thread) an update took 0.83 ms in float32 and 1.85 ms in float64 over whole vectors, 0.54 and 1.36 ms in
+# blocks of 256 kB (64 kB blocks: 0.65 and 1.32 ms; 16 kB: 1.0 and 1.65 ms, the Python overhead per block).
+_BLOCK_BYTES = 2 ** 18
+
 
 def adam_init(params):
     """Optimizer state for `params`: step count, first and second moments, and the parameters."""
@@ -19,17 +25,30 @@ def adam_update(state, grads, lr, betas=(0.9, 0.999), eps=1e-8):
     b1, b2 = betas
     step = state["step"] + 1
     m, v, params = state["m"], state["v"], state["params"]
-    # In-place updates: Adam runs over every parameter each step, and fresh temporaries cost as much
-    # as the arithmetic. A state is therefore consumed by the update that follows it.
-    m *= b1
-    m += (1.0 - b1) * grads
-    v *= b2
-    v += (1.0 - b2) * (grads * grads)
     # Bias corrections folded into the step size and epsilon (as in Kingma & Ba, Algorithm 1, last note).
     step_size = lr * math.sqrt(1.0 - b2 ** step) / (1.0 - b1 ** step)
-    denom = np.sqrt(v)
-    denom += eps * math.sqrt(1.0 - b2 ** step)
-    params -= step_size * (m / denom)
+    eps_hat = eps * math.sqrt(1.0 - b2 ** step)
+    # In-place updates, one scratch block, the same arithmetic in the same order as the textbook expression
+    # (so the result is bit for bit that of whole-array numpy). A state is consumed by the update that follows it.
+    if not all(a.flags.c_contiguous for a in (m, v, params)):
+        raise ValueError("adam_update needs contiguous moment and parameter arrays (it updates them in place)")
+    flat = [np.reshape(a, -1) for a in (grads, m, v, params)]
+    block = max(1, _BLOCK_BYTES // m.itemsize)
+    scratch = np.empty(min(block, m.size), m.dtype)
+    for start in range(0, m.size, block):
+        g, m_b, v_b, p_b = (a[start:start + block] for a in flat)
+        t = scratch[:g.size]
+        m_b *= b1
+        m_b += np.multiply(g, 1.0 - b1, out=t)
+        v_b *= b2
+        np.multiply(g, g, out=t)
+        t *= 1.0 - b2
+        v_b += t
+        np.sqrt(v_b, out=t)
+        t += eps_hat
+        np.divide(m_b, t, out=t)
+        t *= step_size
+        p_b -= t
     return {"step": step, "params": params, "m": m, "v": v}
 
 

@@ -52,4 +52,6 @@ class Layout:
     def unflatten(self, vector):
         """The pytree whose leaves are reshaped pieces of `vector` (views; differentiable by autograd)."""
         pieces = np.split(vector, self.cuts)
-        return _rebuild(self.skeleton, (p.reshape(s) for p, s in zip(pieces, self.shapes)))
+        # Autograd records a reshape even when the shape does not change; 1-D leaves (biases) skip it.
+        leaves = (p if len(s) == 1 else p.reshape(s) for p, s in zip(pieces, self.shapes))
+        return _rebuild(self.skeleton, leaves)

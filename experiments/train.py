@@ -37,7 +37,9 @@ def main(argv=None):
             raise UsageError(f"--out: {out} already holds a run; pass --resume to continue it or --overwrite to replace it")
         shutil.rmtree(out)
 
+    from air.runtime import tune_allocator
     from air.train import NonFiniteError, train
+    tune_allocator()
     datasets = load_data(config, quiet=args.quiet)
     show_progress = not args.quiet and sys.stderr.isatty()
     try:
