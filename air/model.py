@@ -15,28 +15,48 @@ from air.nn import dense, he_normal, mlp, relu, sigmoid, small_normal
 from air.transformer import compose_windows, window_boxes, window_to_image
 
 
+def head_columns(config):
+    """Per step, the columns of the heads layer: name -> slice of its 4 + 2 D outputs for that step."""
+    d = config.what_dim
+    return {"pres_logit": slice(0, 1), "log_scale": slice(1, 2), "shift": slice(2, 4),
+            "what_mean": slice(4, 4 + d), "what_logvar": slice(4 + d, 4 + 2 * d)}
+
+
 def init_params(rng, config):
-    """Parameters as nested dicts of arrays of `config.dtype`, initialised as the seed does."""
+    """Parameters as nested dicts of arrays of `config.dtype`, initialised as the seed does.
+
+    {'encoder': [layer, ...], 'heads': layer, 'decoder': [layer, layer]}, each layer {'w': (n_in, n_out),
+    'b': (n_out,)}. The seed's T per-step heads (z_pres logit; z_where; z_what mean; z_what log-variance)
+    are the blocks of one layer, computed in one matmul: output column t (4 + 2 D) + c is column c of step
+    t as laid out by head_columns.
+    """
     dtype = numpy.dtype(config.dtype)
     t, d, p = config.max_steps, config.what_dim, config.window_size
     widths = (config.canvas_size ** 2,) + tuple(config.encoder_hidden)
     encoder = [he_normal(rng, n_in, n_out, dtype) for n_in, n_out in zip(widths[:-1], widths[1:])]
     features = widths[-1]
-    where_head = small_normal(rng, features, 3 * t, dtype)
+    where = small_normal(rng, features, 3 * t, dtype)
     # Windows start at scale exp(where_log_scale_init), centred: the bias is (log s, 0, 0) for every step.
-    where_head["b"] = numpy.tile(numpy.array([config.where_log_scale_init, 0.0, 0.0], dtype), t)
+    where["b"] = numpy.tile(numpy.array([config.where_log_scale_init, 0.0, 0.0], dtype), t)
     decoder = [he_normal(rng, d, config.decoder_hidden, dtype), he_normal(rng, config.decoder_hidden, p * p, dtype)]
     # A nearly dark initial window (sigmoid(-2) ~ 0.12) breaks the symmetry between present and absent:
     # present steps can only help by adding ink, so z_pres is pushed up exactly where there is ink.
     decoder[-1]["b"][:] = config.decoder_bias
-    return {
-        "encoder": encoder,
-        "pres_head": he_normal(rng, features, t, dtype),
-        "where_head": where_head,
-        "what_mean_head": he_normal(rng, features, t * d, dtype, gain=0.5),
-        "what_logvar_head": small_normal(rng, features, t * d, dtype),
-        "decoder": decoder,
-    }
+    # Each head drawn as the seed draws it: He for the presence logit, He / 2 for the z_what mean, and
+    # N(0, 0.01^2) for z_where and the z_what log-variance, so they start near their biases.
+    blocks = {"pres_logit": he_normal(rng, features, t, dtype), "where": where,
+              "what_mean": he_normal(rng, features, t * d, dtype, gain=0.5),
+              "what_logvar": small_normal(rng, features, t * d, dtype)}
+    columns = head_columns(config)
+    heads = {"w": numpy.zeros((features, t, 4 + 2 * d), dtype), "b": numpy.zeros((t, 4 + 2 * d), dtype)}
+    for key in ("w", "b"):
+        lead = heads[key].shape[:-2]
+        heads[key][..., columns["pres_logit"]] = blocks["pres_logit"][key].reshape(lead + (t, 1))
+        heads[key][..., 1:4] = blocks["where"][key].reshape(lead + (t, 3))
+        heads[key][..., columns["what_mean"]] = blocks["what_mean"][key].reshape(lead + (t, d))
+        heads[key][..., columns["what_logvar"]] = blocks["what_logvar"][key].reshape(lead + (t, d))
+        heads[key] = heads[key].reshape(lead + (-1,))
+    return {"encoder": encoder, "heads": heads, "decoder": decoder}
 
 
 def encode(params, config, images):
@@ -47,14 +67,14 @@ def encode(params, config, images):
     """
     b, t, d = images.shape[0], config.max_steps, config.what_dim
     features = mlp(params["encoder"], images.reshape(b, -1), final=relu)
-    log_scale, shift = np.split(dense(params["where_head"], features).reshape(b, t, 3), [1], axis=2)
+    heads = dense(params["heads"], features).reshape(b, t, 4 + 2 * d)
+    logit, log_scale, shift, mean, logvar = np.split(heads, [1, 2, 4, 4 + d], axis=2)  # as head_columns
     return {
-        "pres_logit": dense(params["pres_head"], features),
+        "pres_logit": logit.reshape(b, t),
         "log_scale": np.clip(log_scale.reshape(b, t), *config.log_scale_range),
         "shift": shift,
-        "what_mean": dense(params["what_mean_head"], features).reshape(b, t, d),
-        "what_logvar": np.clip(dense(params["what_logvar_head"], features).reshape(b, t, d),
-                               *config.what_logvar_range),
+        "what_mean": mean,
+        "what_logvar": np.clip(logvar, *config.what_logvar_range),
     }
 
 

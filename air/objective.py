@@ -30,22 +30,23 @@ def sample_noise(rng, config, batch_size):
 def elbo_terms(params, images, noise, config, temperature):
     """Batch means of the three terms of the negative ELBO: a dict with recon, kl_what, kl_pres."""
     b = images.shape[0]
-    return {name: total / b for name, total in _batch_sums(params, images, noise, config, temperature).items()}
+    return {name: total / b for name, total in batch_sums(params, images, noise, config, temperature).items()}
 
 
 def combine(terms, config, kl_scale=1.0):
     """The weighted sum of elbo_terms; kl_scale multiplies both KL weights (the seed's KL warm-up)."""
-    return (config.recon_weight * terms["recon"]
-            + kl_scale * (config.kl_what_weight * terms["kl_what"] + config.kl_pres_weight * terms["kl_pres"]))
+    # Weights multiplied out as Python floats first: two fewer operations for autograd to record.
+    return (config.recon_weight * terms["recon"] + (kl_scale * config.kl_what_weight) * terms["kl_what"]
+            + (kl_scale * config.kl_pres_weight) * terms["kl_pres"])
 
 
 def loss(params, images, noise, config, temperature, kl_scale=1.0):
     """The batch-mean negative ELBO (a scalar), deterministic in all its arguments."""
     # combine() is linear, so the batch mean is taken once, after it (two fewer recorded operations).
-    return combine(_batch_sums(params, images, noise, config, temperature), config, kl_scale) / images.shape[0]
+    return combine(batch_sums(params, images, noise, config, temperature), config, kl_scale) / images.shape[0]
 
 
-def _batch_sums(params, images, noise, config, temperature):
+def batch_sums(params, images, noise, config, temperature):
     """The three terms of the negative ELBO summed over the batch: a dict with recon, kl_what, kl_pres.
 
     Written for the number of operations autograd records (a few microseconds each, more than the

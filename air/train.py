@@ -15,7 +15,7 @@ from air import data as air_data
 from air.checkpoint import CHECKPOINT, read_checkpoint, save_checkpoint, write_json
 from air.metrics import evaluate
 from air.model import init_params
-from air.objective import combine, elbo_terms, sample_noise
+from air.objective import batch_sums, combine, sample_noise
 from air.optim import adam_init, adam_update
 from air.tree import Layout
 
@@ -72,9 +72,10 @@ def steps_per_epoch(config):
 
 def _objective(flat, layout, images, noise, config, temp, kl):
     """The loss of a flat parameter vector, and its terms as plain floats for logging."""
-    terms = elbo_terms(layout.unflatten(flat), images, noise, config, temp)
-    total = combine(terms, config, kl)
-    return total, {"loss": getval(total), **{k: getval(v) for k, v in terms.items()}}
+    b = images.shape[0]
+    sums = batch_sums(layout.unflatten(flat), images, noise, config, temp)
+    total = combine(sums, config, kl) / b  # combine is linear: one batch mean, after it
+    return total, {"loss": getval(total), **{k: getval(v) / b for k, v in sums.items()}}
 
 
 _gradient_and_terms = grad_and_aux(_objective)

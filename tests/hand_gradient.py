@@ -4,9 +4,8 @@ This is the cross-check of autograd's gradient (tests/test_gradients.py) and the
 benchmark. It is written from the math of the seed's objective, not from air's code:
 
     h        = encoder(x)                     MLP, ReLU after every layer (the last one too)
-    logit    = h Wp + bp                      (B, T)
-    where    = h Ww + bw -> (B, T, 3)         (log s, tx, ty); log s clipped to config.log_scale_range
-    mu, lv   = h Wm + bm, h Wl + bl           (B, T, D); lv clipped to config.what_logvar_range
+    heads    = h Wh + bh -> (B, T, 4 + 2 D)   per step: logit | log s, tx, ty | mu (D) | lv (D)
+               log s clipped to config.log_scale_range, lv to config.what_logvar_range
     z_what   = mu + exp(lv / 2) * eps
     z_pres   = sigmoid((logit + g) / temperature),   gate_t = prod_{i <= t} z_pres_i
     window   = sigmoid(relu(z_what Wd1 + bd1) Wd2 + bd2) -> (P, P)
@@ -21,9 +20,6 @@ benchmark. It is written from the math of the seed's objective, not from air's c
 Every array keeps the dtype of the parameters: float32 in gives float32 out, with no float64 temporaries.
 """
 import numpy as np
-
-HEADS = ("pres_head", "where_head", "what_mean_head", "what_logvar_head")
-
 
 def sigmoid(x):
     """1 / (1 + exp(-x)) without overflow for large |x|."""
@@ -109,15 +105,12 @@ def forward(params, images, noise, config, temperature, kl_scale=1.0):
         encoder_pre.append(a)
         h = a * (a > 0)
 
-    # All four heads in one matmul; columns: logit (T) | where (3T) | mean (TD) | logvar (TD).
-    w_heads = np.concatenate([params[k]["w"] for k in HEADS], axis=1)
-    b_heads = np.concatenate([params[k]["b"] for k in HEADS])
-    logit, where, mean, logvar_raw = np.split(np.matmul(h, w_heads) + b_heads, [t, 4 * t, 4 * t + t * d], axis=1)
-    where = where.reshape(b, t, 3)
-    log_scale_raw, shift = where[..., 0], where[..., 1:]
+    # The heads layer: per step t the 4 + 2 D columns logit | log s | tx, ty | mean (D) | logvar (D).
+    w_heads = params["heads"]["w"]
+    heads = (np.matmul(h, w_heads) + params["heads"]["b"]).reshape(b, t, 4 + 2 * d)
+    logit, log_scale_raw = heads[..., 0], heads[..., 1]
+    shift, mean, logvar_raw = heads[..., 2:4], heads[..., 4:4 + d], heads[..., 4 + d:]
     log_scale = np.clip(log_scale_raw, *config.log_scale_range)
-    mean = mean.reshape(b, t, d)
-    logvar_raw = logvar_raw.reshape(b, t, d)
     logvar = np.clip(logvar_raw, *config.what_logvar_range)
 
     std = np.exp(0.5 * logvar)
@@ -212,13 +205,9 @@ def backward(cache):
     d_logvar_raw = d_logvar * ((c["logvar_raw"] > low) & (c["logvar_raw"] < high))
     low, high = config.log_scale_range
     d_log_scale_raw = d_log_scale.reshape(b, t) * ((c["log_scale_raw"] > low) & (c["log_scale_raw"] < high))
-    d_where = np.concatenate([d_log_scale_raw[..., None], d_shift.reshape(b, t, 2)], axis=2).reshape(b, 3 * t)
-
-    d_heads = np.concatenate([d_logit, d_where, d_mean.reshape(b, t * d), d_logvar_raw.reshape(b, t * d)], axis=1)
-    d_w_heads = np.split(np.matmul(c["h"].T, d_heads), [t, 4 * t, 4 * t + t * d], axis=1)
-    d_b_heads = np.split(np.sum(d_heads, axis=0), [t, 4 * t, 4 * t + t * d])
-    grads = {k: {"w": w, "b": bias} for k, w, bias in zip(HEADS, d_w_heads, d_b_heads)}
-    grads["decoder"] = d_decoder
+    d_heads = np.concatenate([d_logit[..., None], d_log_scale_raw[..., None], d_shift.reshape(b, t, 2), d_mean,
+                              d_logvar_raw], axis=2).reshape(b, t * (4 + 2 * d))
+    grads = {"heads": {"w": np.matmul(c["h"].T, d_heads), "b": np.sum(d_heads, axis=0)}, "decoder": d_decoder}
 
     # Encoder, last layer first (ReLU after every layer).
     grad_out = np.matmul(d_heads, c["w_heads"].T)

@@ -40,16 +40,19 @@ def spread_params(rng, config, images, noise):
     branch of the backward pass carries gradient (or is masked) somewhere."""
     params = air.init_params(rng, config)
     t, d = config.max_steps, config.what_dim
-    for head in ("where_head", "what_logvar_head"):
-        params[head]["w"] = 0.05 * rng.standard_normal(params[head]["w"].shape)
-    params["where_head"]["b"] = np.tile([-0.6, 0.0, 0.0], t) + rng.uniform(-0.5, 0.5, 3 * t)
+    # Views of the heads layer per step: columns 1:4 are z_where, 4 + d: the z_what log-variance.
+    head_w = params["heads"]["w"].reshape(-1, t, 4 + 2 * d)
+    head_b = params["heads"]["b"].reshape(t, 4 + 2 * d)
+    for columns in (slice(1, 4), slice(4 + d, None)):
+        head_w[..., columns] = 0.05 * rng.standard_normal(head_w[..., columns].shape)
+    head_b[:, 1:4] = np.array([-0.6, 0.0, 0.0]) + rng.uniform(-0.5, 0.5, (t, 3))
     params["decoder"][-1]["b"][:] = rng.normal(-1.0, 1.0, params["decoder"][-1]["b"].shape)
     # Centre the batch's last-step log s on the upper clip bound and two log-variances per step on the bounds
     # of what_logvar_range (half the batch clipped, half not); one more log-variance is always clipped.
     _, cache = hand_gradient.forward(params, images, noise, config, 1.0)
-    where_b = params["where_head"]["b"].reshape(t, 3)
+    where_b = head_b[:, 1:4]
     where_b[-1, 0] += config.log_scale_range[1] - np.median(cache["log_scale_raw"][:, -1])
-    logvar_b = params["what_logvar_head"]["b"].reshape(t, d)
+    logvar_b = head_b[:, 4 + d:]
     low, high = config.what_logvar_range
     logvar_b[:, 0] += high - np.median(cache["logvar_raw"][:, :, 0], axis=0)
     logvar_b[:, 1] += low - np.median(cache["logvar_raw"][:, :, 1], axis=0)
@@ -177,7 +180,9 @@ def test_hand_gradient_keeps_float32(problem):
 def test_gate_backward_survives_vanishing_presence(problem):
     """A first z_pres that underflows to exactly zero: the cumulative-product backward must not divide by it."""
     config, params, images, noise = problem
-    params = dict(params, pres_head=dict(params["pres_head"], b=np.array([-200.0, 2.0, 2.0])))
+    bias = params["heads"]["b"].copy().reshape(config.max_steps, -1)
+    bias[:, 0] = [-200.0, 2.0, 2.0]  # the presence logits' biases
+    params = dict(params, heads=dict(params["heads"], b=bias.reshape(-1)))
     loss, cache = hand_gradient.forward(params, images, noise, config, 0.2)
     assert np.all(cache["z_pres"][:, 0] == 0.0) and np.all(cache["z_pres"][:, 1:] > 0.0)
     grads = hand_gradient.backward(cache)

@@ -1,0 +1,138 @@
+"""Speed and accuracy figures of the results table: python -m experiments.benchmark
+
+1. The median time of one training step (gradient + Adam) at batch 32 on one thread: autograd in float32
+   and float64, and the hand-derived numpy gradient kept in tests/hand_gradient.py, with their ratio.
+2. The seed preset end to end: `python -m experiments.train --preset seed --no-figures` timed from the
+   outside (start-up and data included) for each seed, with its accuracy figures.
+
+The data are whatever `python -m experiments.train` would use (set AIR_MNIST_DIR for the full MNIST).
+"""
+import os
+
+# One thread, before numpy loads: batch-32 matmuls are too small to gain from threads, and the figures
+# must not depend on what else the machine runs.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import dataclasses  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from experiments.cli import Parser, run  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hand_gradient_module():
+    """tests/hand_gradient.py, the hand-derived reference (it lives with the tests, not in air/)."""
+    spec = importlib.util.spec_from_file_location("hand_gradient", ROOT / "tests" / "hand_gradient.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def step_times(config, batch_size, repeats, warmup=20):
+    """Median seconds of one training step for the autograd path and the hand-derived one."""
+    from autograd.differential_operators import grad
+    import air
+    from air.optim import adam_init, adam_update
+    from air.train import _objective
+    from air.tree import Layout
+
+    rng = np.random.default_rng(0)
+    params = air.init_params(rng, config)
+    images = rng.random((batch_size, config.canvas_size, config.canvas_size)).astype(config.dtype)
+    noise = air.sample_noise(rng, config, batch_size)
+    layout = Layout(params)
+    autograd_step = grad(lambda flat: _objective(flat, layout, images, noise, config, 0.5, 1.0)[0])
+    hand = hand_gradient_module()
+
+    def autograd_path(state):
+        return adam_update(state, autograd_step(state["params"]), config.lr)
+
+    def hand_path(state):
+        _, grads = hand.loss_and_grad(layout.unflatten(state["params"]), images, noise, config, 0.5)
+        return adam_update(state, layout.flatten(grads), config.lr)
+
+    figures = {}
+    for name, step in (("autograd", autograd_path), ("hand", hand_path)):
+        state = adam_init(layout.flatten(params))
+        for _ in range(warmup):
+            state = step(state)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            state = step(state)
+            times.append(time.perf_counter() - start)
+        figures[name] = float(np.median(times))
+    return figures
+
+
+def seed_runs(seeds, preset):
+    """Wall time (outside the process) and metrics of `python -m experiments.train` for each seed."""
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            out = Path(tmp) / f"seed{seed}"
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "experiments.train", "--preset", preset, "--seed", str(seed),
+                                   "--no-figures", "--quiet", "--out", str(out)], cwd=ROOT, capture_output=True,
+                                  text=True)
+            wall = time.perf_counter() - start
+            if done.returncode != 0:
+                raise SystemExit(f"seed {seed} failed:\n{done.stderr}")
+            metrics = json.loads((out / "metrics.json").read_text())
+            results.append({"seed": seed, "wall": wall, **metrics})
+    return results
+
+
+def main(argv=None):
+    parser = Parser(prog="python -m experiments.benchmark", description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=300, help="timed steps per path (default 300)")
+    parser.add_argument("--seeds", default="0,1,2", help="seeds of the end-to-end runs (default 0,1,2)")
+    parser.add_argument("--preset", default="seed", help="preset of the end-to-end runs (default seed)")
+    parser.add_argument("--skip-steps", action="store_true", help="only the end-to-end runs")
+    parser.add_argument("--skip-runs", action="store_true", help="only the step timings")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+
+    import air
+    from air.runtime import tune_allocator
+    tune_allocator()
+    base = air.preset(args.preset)
+    if not args.skip_steps:
+        print(f"training step, batch 32, one thread, median of {args.repeats} (gradient + Adam):")
+        rows = {}
+        for dtype in ("float32", "float64"):
+            rows[dtype] = step_times(dataclasses.replace(base, dtype=dtype), 32, args.repeats)
+            t = rows[dtype]
+            print(f"  {dtype}: autograd {1e3 * t['autograd']:.2f} ms   hand-derived {1e3 * t['hand']:.2f} ms   "
+                  f"ratio {t['autograd'] / t['hand']:.2f}")
+
+    if not args.skip_runs:
+        results = seed_runs(seeds, args.preset)
+        print(f"python -m experiments.train --preset {args.preset} --no-figures, seeds {args.seeds}:")
+        print(f"  data: {results[0]['data_source']}")
+        for r in results:
+            per_class = "/".join(f"{a:.2f}" for a in r["per_class_acc"])
+            print(f"  seed {r['seed']}: wall {r['wall']:.2f} s (training {r['wall_s']:.2f} s)  best val "
+                  f"{r['best_val_count_acc']:.3f} (epoch {r['best_epoch']})  last epoch {r['last_val_count_acc']:.3f}  "
+                  f"test {r['test_count_acc']:.3f} ({per_class})  val mse {r['val_recon_mse']:.4f}  "
+                  f"box IoU {r['test_box_iou']:.3f}")
+        stat = lambda key: (np.mean([r[key] for r in results]), np.std([r[key] for r in results]))
+        print(f"  median wall {np.median([r['wall'] for r in results]):.2f} s")
+        for key in ("best_val_count_acc", "last_val_count_acc", "test_count_acc", "val_recon_mse"):
+            mean, sd = stat(key)
+            print(f"  {key}: {mean:.4f} +- {sd:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
