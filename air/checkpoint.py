@@ -4,13 +4,12 @@ checkpoint.npz holds everything a resumed run needs to continue bit for bit: the
 parameters, Adam's state, the step and epoch, the training generator's state, the history and the config.
 """
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from air.config import Config
+from air.files import write_atomically
 from air.tree import leaves
 
 CHECKPOINT = "checkpoint.npz"
@@ -19,20 +18,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(Exception):
     """A run folder or checkpoint that cannot be read; the message names the path and the problem."""
-
-
-def write_atomically(path, write):
-    """Call write(file_object) on a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_json(path, value):

@@ -38,11 +38,13 @@ class Config:
     where_log_scale_init: float = -0.7  # initial bias of log s: windows start at half the canvas (s = 0.5)
     log_scale_range: tuple = (-3.0, 1.5)  # log s is clipped to this range before the transformer
     what_logvar_range: tuple = (-8.0, 4.0)  # z_what log-variance is clipped to this range
+    count_rule: str = "logit"  # infer's presence decision: "logit" (own and earlier logits > 0) | "cumulative" (P(count > t) > 0.5)
 
     # --- objective (the seed's ELBO) ---------------------------------------------------------------
     recon_weight: float = 1.0  # weight of the per-image sum of squared errors (= 1024 * MSE on 32x32)
     kl_what_weight: float = 0.05  # weight of sum_t KL(q(z_what_t) || N(0, I))
     kl_pres_weight: float = 0.3  # weight of sum_t KL(Bern(q_t) || Bern(p_t))
+    pres_kl: str = "forward"  # "forward" KL(q || p), the seed's stated ELBO | "reverse" KL(p || q), gradient q - p as the seed's code
     pres_prior: tuple = (0.5, 0.4, 0.2)  # p_t, the prior probability that step t is present (one per step)
     kl_warmup_epochs: int = 2  # both KL weights ramp up linearly over this many epochs ((e + 1) / n)
     temp_start: float = 1.0  # Gumbel-sigmoid temperature at the first step
@@ -73,6 +75,10 @@ class Config:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+# The string fields and their allowed values (the command line offers them as choices).
+CHOICES = {"dtype": ("float32", "float64"), "count_rule": ("logit", "cumulative"), "pres_kl": ("forward", "reverse")}
+
+
 def _require(condition, name, problem):
     if not condition:
         raise ConfigError(name, problem)
@@ -97,7 +103,8 @@ def validate(c):
     for name in ["max_digits", "kl_warmup_epochs", "recon_weight", "kl_what_weight", "kl_pres_weight",
                  "eval_seed", "seed"]:
         _require(getattr(c, name) >= 0, name, f"must be zero or more, got {getattr(c, name)}")
-    _require(c.dtype in ("float32", "float64"), "dtype", f"must be float32 or float64, got {c.dtype!r}")
+    for name, choices in CHOICES.items():
+        _require(getattr(c, name) in choices, name, f"must be one of {', '.join(choices)}; got {getattr(c, name)!r}")
     _require(len(c.digit_size) == 2 and 0 < c.digit_size[0] <= c.digit_size[1], "digit_size",
              f"must be two sizes 0 < smallest <= largest, got {c.digit_size}")
     low, high = scaled_digit_size(c)

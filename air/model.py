@@ -134,7 +134,7 @@ def infer(params, config, images, batch_size=500):
 
 def _infer_batch(params, config, images):
     post = encode(params, config, images)
-    z_pres = numpy.cumprod(post["pres_logit"] > 0, axis=1).astype(numpy.int64)
+    z_pres = present_steps(config, post["pres_logit"])
     b, t, d = post["what_mean"].shape
     windows = decode(params, config, post["what_mean"])
     size = config.canvas_size
@@ -151,6 +151,20 @@ def _infer_batch(params, config, images):
         "canvases": canvases,
         "recon": compose(z_pres.astype(canvases.dtype), canvases),
     }
+
+
+def present_steps(config, pres_logit):
+    """The deterministic presence decision, (B, T) logits -> (B, T) int64 in {0, 1}, by config.count_rule:
+
+    "logit": step t is present iff its logit and every earlier step's logit are > 0;
+    "cumulative": iff prod_{i <= t} sigmoid(logit_i) > 0.5, the probability that the scene has at least t + 1
+    objects under the posterior: the count is the posterior median (the seed's figures draw a step as active
+    when its cumulative presence exceeds 0.5).
+    """
+    if config.count_rule == "logit":
+        return numpy.cumprod(pres_logit > 0, axis=1).astype(numpy.int64)
+    log_at_least = numpy.cumsum(-numpy.logaddexp(0.0, -pres_logit), axis=1)
+    return (log_at_least > numpy.log(0.5)).astype(numpy.int64)
 
 
 def _check_images(config, images):

@@ -63,12 +63,19 @@ def batch_sums(params, images, noise, config, temperature):
     error = reconstruct(params, config, gates, z_what, post["log_scale"], post["shift"]) - images
 
     kl_what = 0.5 * np.sum(mean * mean + np.exp(logvar) - logvar - 1.0)
-    # KL(Bern(q) || Bern(p)) = q log(q / p) + (1 - q) log((1 - q) / (1 - p)) with q = sigmoid(logit). Since
-    # log(1 - q) = -softplus(logit) and log q - log(1 - q) = logit, it is q (logit - logit(p)) - softplus(logit)
-    # - log(1 - p): eight recorded operations instead of fifteen, and stable for large |logit|.
     prior = numpy.asarray(config.pres_prior, dtype=config.dtype)
-    softplus = np.logaddexp(0.0, logit)
-    q = np.exp(logit - softplus)
-    kl_pres = (np.sum(q * (logit - (numpy.log(prior) - numpy.log1p(-prior))) - softplus)
-               - logit.shape[0] * numpy.sum(numpy.log1p(-prior)))
+    softplus = np.logaddexp(0.0, logit)  # -log(1 - q), with q = sigmoid(logit)
+    if config.pres_kl == "forward":
+        # KL(Bern(q) || Bern(p)) = q log(q / p) + (1 - q) log((1 - q) / (1 - p)). Since log(1 - q) = -softplus(logit)
+        # and log q - log(1 - q) = logit, it is q (logit - logit(p)) - softplus(logit) - log(1 - p): eight recorded
+        # operations instead of fifteen, and stable for large |logit|.
+        q = np.exp(logit - softplus)
+        kl_pres = (np.sum(q * (logit - (numpy.log(prior) - numpy.log1p(-prior))) - softplus)
+                   - logit.shape[0] * numpy.sum(numpy.log1p(-prior)))
+    else:
+        # KL(Bern(p) || Bern(q)) = -p log q - (1 - p) log(1 - q) - H(p) = softplus(logit) - p logit - H(p). Its
+        # gradient w.r.t. the logit is q - p: the gradient the seed's hand-written backward applies (its text
+        # states the forward KL, whose gradient is q (1 - q) (logit - logit(p))).
+        entropy = -numpy.sum(prior * numpy.log(prior) + (1 - prior) * numpy.log1p(-prior))
+        kl_pres = np.sum(softplus - prior * logit) - logit.shape[0] * entropy
     return {"recon": np.sum(error * error), "kl_what": kl_what, "kl_pres": kl_pres}

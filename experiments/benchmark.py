@@ -7,25 +7,18 @@
 
 The data are whatever `python -m experiments.train` would use (set AIR_MNIST_DIR for the full MNIST).
 """
-import os
+import dataclasses
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-# One thread, before numpy loads: batch-32 matmuls are too small to gain from threads, and the figures
-# must not depend on what else the machine runs.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+import numpy as np  # one thread: experiments/__init__.py sets it before numpy loads
 
-import dataclasses  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from experiments.cli import Parser, run  # noqa: E402
+from experiments.cli import Parser, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +68,7 @@ def step_times(config, batch_size, repeats, warmup=20):
     return figures
 
 
-def seed_runs(seeds, preset):
+def seed_runs(seeds, preset, train_args=()):
     """Wall time (outside the process) and metrics of `python -m experiments.train` for each seed."""
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +76,7 @@ def seed_runs(seeds, preset):
             out = Path(tmp) / f"seed{seed}"
             start = time.perf_counter()
             done = subprocess.run([sys.executable, "-m", "experiments.train", "--preset", preset, "--seed", str(seed),
-                                   "--no-figures", "--quiet", "--out", str(out)], cwd=ROOT, capture_output=True,
+                                   "--no-figures", "--quiet", "--out", str(out), *train_args], cwd=ROOT, capture_output=True,
                                   text=True)
             wall = time.perf_counter() - start
             if done.returncode != 0:
@@ -98,6 +91,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=300, help="timed steps per path (default 300)")
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the end-to-end runs (default 0,1,2)")
     parser.add_argument("--preset", default="seed", help="preset of the end-to-end runs (default seed)")
+    parser.add_argument("--train-args", default="", help="extra flags for the end-to-end runs, e.g. '--lr 1e-3'")
     parser.add_argument("--skip-steps", action="store_true", help="only the end-to-end runs")
     parser.add_argument("--skip-runs", action="store_true", help="only the step timings")
     args = parser.parse_args(argv)
@@ -117,8 +111,8 @@ def main(argv=None):
                   f"ratio {t['autograd'] / t['hand']:.2f}")
 
     if not args.skip_runs:
-        results = seed_runs(seeds, args.preset)
-        print(f"python -m experiments.train --preset {args.preset} --no-figures, seeds {args.seeds}:")
+        results = seed_runs(seeds, args.preset, args.train_args.split())
+        print(f"python -m experiments.train --preset {args.preset} --no-figures {args.train_args}, seeds {args.seeds}:")
         print(f"  data: {results[0]['data_source']}")
         for r in results:
             per_class = "/".join(f"{a:.2f}" for a in r["per_class_acc"])

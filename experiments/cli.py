@@ -4,7 +4,7 @@ import dataclasses
 import os
 import sys
 
-from air.config import Config, ConfigError, preset
+from air.config import CHOICES, Config, ConfigError, preset
 
 
 class UsageError(Exception):
@@ -65,7 +65,7 @@ def add_config_flags(parser):
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")
         comment = _field_comments().get(field.name, "")
-        kwargs = {"choices": ["float32", "float64"]} if field.name == "dtype" else {}
+        kwargs = {"choices": CHOICES[field.name]} if field.name in CHOICES else {}
         group.add_argument(flag, dest=field.name, type=_parse_value(field), default=argparse.SUPPRESS,
                            metavar=field.name.upper(), help=f"{comment} (seed preset: {_show(field.default)})",
                            **kwargs)
@@ -98,8 +98,10 @@ def load_data(config, quiet=False):
     """MNIST (printing one line naming the source) and the run's train / validation / test scenes."""
     from air.data import load_mnist
     from air.train import build_datasets
-    log = None if quiet else (lambda message: print(message, file=sys.stderr))
-    mnist = load_mnist(log=log)
+    attempts = []  # the downloader's messages: shown only when a download was tried and failed
+    mnist = load_mnist(log=attempts.append)
     if not quiet:
-        print(f"data: {mnist.source}", flush=True)
+        failures = [m for m in attempts if m.startswith("download failed")]
+        note = f" (MNIST download unavailable: {failures[-1].rsplit(': ', 1)[-1]})" if failures else ""
+        print(f"data: {mnist.source}{note}", flush=True)
     return build_datasets(config, mnist)
