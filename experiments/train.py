@@ -54,7 +54,10 @@ def main(argv=None):
     if not args.quiet:
         _print_summary(metrics, out)
     if not args.no_figures:
-        _figures(out)
+        from air import viz
+        paths = viz.write_figures(out, datasets=datasets)
+        if not args.quiet:
+            print(f"figures: {', '.join(str(p) for p in paths)}")
     return 0
 
 
@@ -81,14 +84,6 @@ def _print_summary(metrics, out):
     print(f"test count acc {metrics['test_count_acc']:.3f} (per count {per_class}), "
           f"recon mse {metrics['test_recon_mse']:.4f}, box IoU {metrics['test_box_iou']:.3f}")
     print(f"{metrics['n_steps']} steps in {metrics['wall_s']:.1f} s; run folder {out}")
-
-
-def _figures(out):
-    try:
-        from air import viz
-    except ImportError:
-        return  # figures arrive with air/viz.py
-    viz.write_figures(out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,76 @@
+"""Train AIR with snapshots and animate them: python -m experiments.make_gif --out runs/gif
+
+Writes the run folder that experiments.train writes (model, metrics, figures) and RUN/training.gif: six fixed
+validation scenes (two of each count) with every step's attention box, and their reconstructions, as training
+goes on. Every Config field is a flag, as for experiments.train.
+"""
+import shutil
+import sys
+from pathlib import Path
+
+from experiments.cli import Parser, UsageError, add_config_flags, config_from_args, load_data, run
+
+FRAMES = 24  # the default --snapshot-every gives about this many frames, whatever the run's length
+SCENES_PER_COUNT = 2
+
+
+def parse_args(argv):
+    parser = Parser(prog="python -m experiments.make_gif", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="seed", help="named configuration to start from (default: seed)")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>-seed<seed>-gif)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    parser.add_argument("--snapshot-every", type=int, default=None, metavar="STEPS",
+                        help=f"optimisation steps between frames (default: about {FRAMES} frames in all)")
+    parser.add_argument("--fps", type=int, default=6, help="frames per second of the GIF (default: 6)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    parser.add_argument("--no-figures", action="store_true", help="skip the static figures of the run")
+    add_config_flags(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    config, _ = config_from_args(args)
+    if args.snapshot_every is not None and args.snapshot_every < 1:
+        raise UsageError(f"--snapshot-every: must be positive, got {args.snapshot_every}")
+    if args.fps < 1:
+        raise UsageError(f"--fps: must be positive, got {args.fps}")
+    out = Path(args.out or f"runs/{args.preset}-seed{config.seed}-gif")
+    if out.exists() and any(out.iterdir()):
+        if not args.overwrite:
+            raise UsageError(f"--out: {out} already holds a run; pass --overwrite to replace it")
+        shutil.rmtree(out)
+
+    from air import viz
+    from air.runtime import tune_allocator
+    from air.train import NonFiniteError, steps_per_epoch, train
+    tune_allocator()
+    datasets = load_data(config, quiet=args.quiet)
+    total_steps = config.n_epochs * steps_per_epoch(config)
+    every = args.snapshot_every or max(1, round(total_steps / FRAMES))
+    scenes = viz.pick_scenes(datasets.val.counts, SCENES_PER_COUNT)
+    images, counts = datasets.val.images[scenes], datasets.val.counts[scenes]
+    on_step, snapshots = viz.snapshot_recorder(config, images, every, total_steps)
+    try:
+        metrics = train(config, datasets, out_dir=out, progress=not args.quiet and sys.stderr.isatty(),
+                        on_step=on_step)
+    except NonFiniteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; no GIF written (the checkpoint of the last finished epoch is in {out})",
+              file=sys.stderr)
+        return 130
+    gif = out / viz.GIF_NAME
+    viz.write_training_gif(gif, snapshots, images, counts, config, fps=args.fps)
+    if not args.no_figures:
+        viz.write_figures(out, datasets=datasets)
+    if not args.quiet:
+        print(f"best val count acc {metrics['best_val_count_acc']:.3f} (epoch {metrics['best_epoch']}), "
+              f"test count acc {metrics['test_count_acc']:.3f}; run folder {out}")
+        print(f"{gif}: {len(snapshots)} frames, one every {every} steps, {args.fps} fps")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
