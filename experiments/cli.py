@@ -1,7 +1,7 @@
 """What every command-line script shares: flags generated from Config, one-line errors, data loading."""
 import argparse
 import dataclasses
-import os
+import shutil
 import sys
 
 from air.config import CHOICES, Config, ConfigError, preset
@@ -105,3 +105,13 @@ def load_data(config, quiet=False):
         note = f" (MNIST download unavailable: {failures[-1].rsplit(': ', 1)[-1]})" if failures else ""
         print(f"data: {mnist.source}{note}", flush=True)
     return build_datasets(config, mnist)
+
+
+def claim_run_folder(out, overwrite, resumable=False):
+    """Make sure writing a new run into `out` loses nothing: an existing run is an error unless --overwrite."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            hint = "pass --resume to continue it or --overwrite to replace it" if resumable else \
+                "pass --overwrite to replace it"
+            raise UsageError(f"--out: {out} already holds a run; {hint}")
+        shutil.rmtree(out)

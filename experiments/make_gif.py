@@ -4,11 +4,10 @@ Writes the run folder that experiments.train writes (model, metrics, figures) an
 validation scenes (two of each count) with every step's attention box, and their reconstructions, as training
 goes on. Every Config field is a flag, as for experiments.train.
 """
-import shutil
 import sys
 from pathlib import Path
 
-from experiments.cli import Parser, UsageError, add_config_flags, config_from_args, load_data, run
+from experiments.cli import Parser, UsageError, add_config_flags, claim_run_folder, config_from_args, load_data, run
 
 FRAMES = 24  # the default --snapshot-every gives about this many frames, whatever the run's length
 SCENES_PER_COUNT = 2
@@ -36,10 +35,7 @@ def main(argv=None):
     if args.fps < 1:
         raise UsageError(f"--fps: must be positive, got {args.fps}")
     out = Path(args.out or f"runs/{args.preset}-seed{config.seed}-gif")
-    if out.exists() and any(out.iterdir()):
-        if not args.overwrite:
-            raise UsageError(f"--out: {out} already holds a run; pass --overwrite to replace it")
-        shutil.rmtree(out)
+    claim_run_folder(out, args.overwrite)
 
     from air import viz
     from air.runtime import tune_allocator

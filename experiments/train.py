@@ -4,11 +4,11 @@ Every Config field is a flag (python -m experiments.train --help lists them); --
 """
 import dataclasses
 import json
-import shutil
 import sys
 from pathlib import Path
 
-from experiments.cli import Parser, UsageError, add_config_flags, config_from_args, load_data, run
+from experiments.cli import (Parser, UsageError, add_config_flags, claim_run_folder, config_from_args, load_data,
+                             run)
 
 
 def parse_args(argv):
@@ -32,10 +32,8 @@ def main(argv=None):
         if not existing.exists():
             raise UsageError(f"--resume: {out} holds no checkpoint to resume")
         config = _resume_config(existing, given)
-    elif out.exists() and any(out.iterdir()):
-        if not args.overwrite:
-            raise UsageError(f"--out: {out} already holds a run; pass --resume to continue it or --overwrite to replace it")
-        shutil.rmtree(out)
+    else:
+        claim_run_folder(out, args.overwrite, resumable=True)
 
     from air.runtime import tune_allocator
     from air.train import NonFiniteError, train

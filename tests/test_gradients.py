@@ -8,6 +8,7 @@ import pytest
 from autograd.test_util import check_grads
 
 import air
+from air.tree import leaves
 from tests import hand_gradient
 
 BATCH = 4
@@ -78,24 +79,6 @@ def problem():
         if min(hand_gradient.kink_distances(cache).values()) > KINK_MARGIN:
             return config, params, images, noise
     pytest.fail(f"no seed in 0..39 gives a problem at least {KINK_MARGIN} from every kink")
-
-
-@pytest.fixture
-def seeded_global_random():
-    """check_grads draws its directions from numpy's global generator: pin it so a failure reproduces."""
-    state = np.random.get_state()
-    np.random.seed(0)
-    yield
-    np.random.set_state(state)
-
-
-def leaves(tree, prefix=""):
-    """[(path, array)] of a params-like tree, paths like 'encoder/0/w'."""
-    if isinstance(tree, dict):
-        return [item for key in sorted(tree) for item in leaves(tree[key], f"{prefix}{key}/")]
-    if isinstance(tree, (list, tuple)):
-        return [item for i, value in enumerate(tree) for item in leaves(value, f"{prefix}{i}/")]
-    return [(prefix[:-1], tree)]
 
 
 def replace_leaf(tree, path, value):

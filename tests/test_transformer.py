@@ -184,15 +184,6 @@ def crop_sources(p, w):
     return lambda log_scale, shift: (shift[:, :, None] + np.exp(log_scale)[:, None, None] * v + 1.0) * (w - 1) / 2
 
 
-@pytest.fixture
-def seeded_global_random():
-    """check_grads draws its directions from numpy's global generator: pin it so a failure reproduces."""
-    state = np.random.get_state()
-    np.random.seed(0)
-    yield
-    np.random.set_state(state)
-
-
 @pytest.mark.parametrize("argnum, name", [(0, "windows"), (1, "log_scale"), (2, "shift")])
 def test_window_to_image_gradient(seeded_global_random, argnum, name):
     rng = np.random.default_rng(7)
