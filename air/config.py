@@ -23,9 +23,10 @@ class Config:
     canvas_size: int = 32  # side of the square scene, pixels
     max_digits: int = 2  # scenes hold 0..max_digits digits, the count uniform over that range
     digit_size: tuple = (12, 18)  # smallest and largest digit side in pixels on a 32-px canvas; scales with the canvas
-    n_train: int = 1500  # training scenes, built once from the training digit pool (the seed's fixed set)
+    n_train: int = 1500  # training scenes, built once from the training digit pool (with streaming: scenes per epoch)
     n_val: int = 300  # validation scenes (validation digit pool), scored every epoch for early stopping
     n_test: int = 1000  # test scenes (test digit pool, digits the model never saw), scored once at the end
+    scenes: str = "fixed"  # training scenes: "fixed" n_train scenes built once (the seed) | "streaming" fresh ones every batch
     eval_seed: int = 1234  # seeds the validation and test scenes, so every training seed is scored on the same ones
 
     # --- model (Eslami et al. 2016, Sec. 2, reduced as the seed describes) -------------------------
@@ -38,12 +39,13 @@ class Config:
     where_log_scale_init: float = -0.7  # initial bias of log s: windows start at half the canvas (s = 0.5)
     log_scale_range: tuple = (-3.0, 1.5)  # log s is clipped to this range before the transformer
     what_logvar_range: tuple = (-8.0, 4.0)  # z_what log-variance is clipped to this range
-    count_rule: str = "logit"  # infer's presence decision: "logit" (own and earlier logits > 0) | "cumulative" (P(count > t) > 0.5)
+    count_rule: str = "logit"  # infer's presence decision: "logit" (own and earlier logits > 0) | "cumulative" (P(count > t) > 0.5) | "mode" (most probable count)
 
     # --- objective (the seed's ELBO) ---------------------------------------------------------------
     recon_weight: float = 1.0  # weight of the per-image sum of squared errors (= 1024 * MSE on 32x32)
     kl_what_weight: float = 0.05  # weight of sum_t KL(q(z_what_t) || N(0, I))
     kl_pres_weight: float = 0.3  # weight of sum_t KL(Bern(q_t) || Bern(p_t))
+    pres_estimator: str = "relaxed"  # z_pres: "relaxed" Gumbel-sigmoid (the seed) | "enumerate" the T + 1 counts summed out exactly
     pres_kl: str = "forward"  # "forward" KL(q || p), the seed's stated ELBO | "reverse" KL(p || q), gradient q - p as the seed's code
     pres_prior: tuple = (0.5, 0.4, 0.2)  # p_t, the prior probability that step t is present (one per step)
     kl_warmup_epochs: int = 2  # both KL weights ramp up linearly over this many epochs ((e + 1) / n)
@@ -76,7 +78,9 @@ class Config:
 
 
 # The string fields and their allowed values (the command line offers them as choices).
-CHOICES = {"dtype": ("float32", "float64"), "count_rule": ("logit", "cumulative"), "pres_kl": ("forward", "reverse")}
+CHOICES = {"dtype": ("float32", "float64"), "count_rule": ("logit", "cumulative", "mode"),
+           "pres_kl": ("forward", "reverse"), "pres_estimator": ("relaxed", "enumerate"),
+           "scenes": ("fixed", "streaming")}
 
 
 def _require(condition, name, problem):

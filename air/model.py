@@ -159,12 +159,29 @@ def present_steps(config, pres_logit):
     "logit": step t is present iff its logit and every earlier step's logit are > 0;
     "cumulative": iff prod_{i <= t} sigmoid(logit_i) > 0.5, the probability that the scene has at least t + 1
     objects under the posterior: the count is the posterior median (the seed's figures draw a step as active
-    when its cumulative presence exceeds 0.5).
+    when its cumulative presence exceeds 0.5);
+    "mode": the first n steps, n the most probable count under the posterior (count_log_probs).
     """
     if config.count_rule == "logit":
         return numpy.cumprod(pres_logit > 0, axis=1).astype(numpy.int64)
-    log_at_least = numpy.cumsum(-numpy.logaddexp(0.0, -pres_logit), axis=1)
-    return (log_at_least > numpy.log(0.5)).astype(numpy.int64)
+    log_q_count, log_present = count_log_probs(pres_logit)
+    if config.count_rule == "cumulative":
+        return (log_present > numpy.log(0.5)).astype(numpy.int64)
+    count = numpy.argmax(log_q_count, axis=1)  # "mode": the most probable count under the posterior
+    return (numpy.arange(pres_logit.shape[1]) < count[:, None]).astype(numpy.int64)
+
+
+def count_log_probs(pres_logit):
+    """The posterior over the count implied by per-step presence logits (B, T) with cumulative gating:
+
+    log q(n) (B, T + 1) for n = 0..T, with q(n) = q_1 ... q_n (1 - q_{n+1}), q_t = sigmoid(logit_t); and
+    log P(n > t) (B, T), the probability that step t is present.
+    """
+    softplus = np.logaddexp(0.0, pres_logit)  # -log(1 - q_t)
+    log_present = np.cumsum(pres_logit - softplus, axis=1)  # sum_{i <= t} log q_i
+    b = pres_logit.shape[0]
+    zero = numpy.zeros((b, 1), dtype=numpy.result_type(pres_logit))
+    return np.concatenate([zero, log_present], axis=1) - np.concatenate([softplus, zero], axis=1), log_present
 
 
 def _check_images(config, images):

@@ -12,7 +12,9 @@ is gated by z_pres_1 ... z_pres_t. All randomness comes in through `noise`, draw
 import autograd.numpy as np
 import numpy
 
-from air.model import encode, reconstruct
+from autograd.tracer import getval
+
+from air.model import count_log_probs, encode, reconstruct, render
 
 
 def sample_noise(rng, config, batch_size):
@@ -52,6 +54,8 @@ def batch_sums(params, images, noise, config, temperature):
     Written for the number of operations autograd records (a few microseconds each, more than the
     arithmetic on these small arrays), with every rewrite exact in real arithmetic.
     """
+    if config.pres_estimator == "enumerate":
+        return _enumerated_sums(params, images, noise, config)
     post = encode(params, config, images)
     mean, logvar, logit = post["what_mean"], post["what_logvar"], post["pres_logit"]
 
@@ -79,3 +83,41 @@ def batch_sums(params, images, noise, config, temperature):
         entropy = -numpy.sum(prior * numpy.log(prior) + (1 - prior) * numpy.log1p(-prior))
         kl_pres = np.sum(softplus - prior * logit) - logit.shape[0] * entropy
     return {"recon": np.sum(error * error), "kl_what": kl_what, "kl_pres": kl_pres}
+
+
+def _enumerated_sums(params, images, noise, config):
+    """The terms with the count summed out exactly instead of relaxed (config.pres_estimator "enumerate").
+
+    With cumulative gating a scene explained by the first n steps has one of only T + 1 presence patterns,
+    so E_q(n) of the reconstruction error is a sum of T + 1 terms, each a partial sum of the same rendered
+    steps (as in SuPAIR, Stelzner et al. 2019): z_pres needs no sampling, no relaxation and no score
+    function, and its gradient has no variance. z_what is still sampled, once, shared by every n. The KL of
+    the count is exact over n = 0..T against the prior p(n) that config.pres_prior induces, and each step's
+    z_what KL is weighted by the probability that the step is present.
+    """
+    b, t, size = images.shape[0], config.max_steps, config.canvas_size
+    post = encode(params, config, images)
+    mean, logvar, logit = post["what_mean"], post["what_logvar"], post["pres_logit"]
+    variance = np.exp(logvar)
+    z_what = mean + np.sqrt(variance) * noise["what"]
+    canvases = render(params, config, z_what, post["log_scale"], post["shift"]).reshape(b, t, size * size)
+    # error[:, n - 1] = (first n steps) - x, for n = 1..T; with n = 0 the error is the image itself.
+    error = np.cumsum(canvases, axis=1) - images.reshape(b, 1, size * size)
+    sse = np.concatenate([numpy.sum(numpy.square(getval(images)), axis=(1, 2)).reshape(b, 1),
+                          np.sum(error * error, axis=2)], axis=1)  # (B, T + 1)
+
+    log_q_count, log_present = count_log_probs(logit)
+    q_count = np.exp(log_q_count)
+    log_p_count = numpy.log(prior_count_probs(config)).astype(config.dtype)
+    kl_what_steps = np.sum(mean * mean + variance - logvar - 1.0, axis=2)  # (B, T), twice the KL
+    return {"recon": np.sum(q_count * sse),
+            "kl_what": 0.5 * np.sum(np.exp(log_present) * kl_what_steps),
+            "kl_pres": np.sum(q_count * (log_q_count - log_p_count))}
+
+
+def prior_count_probs(config):
+    """p(n) for n = 0..T under the per-step presence prior config.pres_prior with cumulative gating:
+    p(n) = p_1 ... p_n (1 - p_{n+1}), the last factor absent for n = T."""
+    prior = numpy.asarray(config.pres_prior, dtype=numpy.float64)
+    at_least = numpy.concatenate([[1.0], numpy.cumprod(prior)])  # P(n >= k), k = 0..T
+    return at_least * numpy.concatenate([1.0 - prior, [1.0]])

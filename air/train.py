@@ -35,6 +35,7 @@ class Datasets:
     val: air_data.Scenes
     test: air_data.Scenes
     source: str  # one line naming where the digits came from
+    train_pool: air_data.Digits  # the training digits, for streaming scenes
 
 
 def build_datasets(config, mnist):
@@ -46,7 +47,7 @@ def build_datasets(config, mnist):
     make = lambda rng, pool, n: air_data.make_scenes(rng, pool, n, config.canvas_size, config.max_digits,
                                                      config.digit_size, dtype=np.dtype(config.dtype))
     return Datasets(train=make(data_rng, pools["train"], config.n_train), val=make(val_rng, pools["val"], config.n_val),
-                    test=make(test_rng, pools["test"], config.n_test), source=mnist.source)
+                    test=make(test_rng, pools["test"], config.n_test), source=mnist.source, train_pool=pools["train"])
 
 
 def _seeds(config):
@@ -126,7 +127,11 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
             order = rng.permutation(len(images))
             sums = {"loss": 0.0, "recon": 0.0, "kl_what": 0.0, "kl_pres": 0.0}
             for b in range(n_steps):
-                batch = images[order[b * config.batch_size:(b + 1) * config.batch_size]]
+                if config.scenes == "streaming":  # fresh scenes, from the training generator (so resumable)
+                    batch = air_data.make_scenes(rng, datasets.train_pool, config.batch_size, config.canvas_size,
+                                                 config.max_digits, config.digit_size, dtype=dtype).images
+                else:
+                    batch = images[order[b * config.batch_size:(b + 1) * config.batch_size]]
                 noise = sample_noise(rng, config, config.batch_size)
                 temp = temperature(config, step, total_steps)
                 grads, terms = _gradient_and_terms(adam["params"], layout, batch, noise, config, temp, kl)

@@ -61,15 +61,74 @@ def test_count_rules():
 
 
 def test_string_fields_reject_unknown_values():
-    with pytest.raises(air.ConfigError, match="count_rule: must be one of logit, cumulative"):
-        dataclasses.replace(air.preset("seed"), count_rule="mode")
+    with pytest.raises(air.ConfigError, match="count_rule: must be one of logit, cumulative, mode"):
+        dataclasses.replace(air.preset("seed"), count_rule="median")
     with pytest.raises(air.ConfigError, match="pres_kl"):
         dataclasses.replace(air.preset("seed"), pres_kl="both")
 
 
-def test_reverse_kl_loss_passes_the_gradient_check(setting):
+def test_reverse_kl_loss_passes_the_gradient_check(setting, seeded_global_random):
     from autograd.test_util import check_grads
     config, params, images, noise = setting
     config = dataclasses.replace(config, pres_kl="reverse")
-    np.random.seed(0)  # check_grads draws its directions from numpy's global generator
     check_grads(lambda p: air.loss(p, images, noise, config, 0.7), modes=["rev"], order=1)(params)
+
+
+def test_count_posterior_is_a_distribution_over_the_counts():
+    from air.model import count_log_probs
+    logits = np.random.default_rng(4).normal(0, 3, (6, 3))
+    log_q, log_present = count_log_probs(logits)
+    q = sigmoid(logits)
+    assert np.allclose(np.exp(log_q).sum(axis=1), 1.0)
+    # q(n) = q_1 ... q_n (1 - q_{n+1}), written out
+    direct = np.stack([1 - q[:, 0], q[:, 0] * (1 - q[:, 1]), q[:, 0] * q[:, 1] * (1 - q[:, 2]), q.prod(axis=1)], 1)
+    assert np.allclose(np.exp(log_q), direct)
+    assert np.allclose(np.exp(log_present), np.cumprod(q, axis=1))
+
+
+def test_prior_over_counts():
+    from air.objective import prior_count_probs
+    config = air.preset("seed")
+    p = np.array(config.pres_prior)
+    assert np.allclose(prior_count_probs(config), [1 - p[0], p[0] * (1 - p[1]), p[0] * p[1] * (1 - p[2]), p.prod()])
+
+
+def test_mode_rule_takes_the_most_probable_count():
+    config = dataclasses.replace(air.preset("seed"), count_rule="mode")
+    logits = np.array([[3.0, 0.2, -5.0], [-0.1, 4.0, 4.0], [0.1, 4.0, 4.0]])
+    # q(n): row 0 -> n = 2 (0.95*0.55*0.99); row 1 -> n = 0 (0.52) ; row 2 -> n = 3 (0.52*0.98*0.98)
+    assert present_steps(config, logits).tolist() == [[1, 1, 0], [0, 0, 0], [1, 1, 1]]
+
+
+def test_enumerated_loss_equals_the_sum_over_counts(setting):
+    """Written out: E_q(n) of the squared error of the first n steps, KL(q(n) || p(n)), presence-weighted KL_what."""
+    from air.model import render
+    from air.objective import prior_count_probs
+    config, params, images, noise = setting
+    config = dataclasses.replace(config, pres_estimator="enumerate")
+    post = encode(params, config, images)
+    z_what = post["what_mean"] + np.exp(0.5 * post["what_logvar"]) * noise["what"]
+    canvases = render(params, config, z_what, post["log_scale"], post["shift"])
+    q = sigmoid(post["pres_logit"])
+    p_count = prior_count_probs(config)
+    recon = kl_pres = kl_what = 0.0
+    for i in range(len(images)):
+        for n in range(config.max_steps + 1):
+            q_n = np.prod(q[i, :n]) * (1 - q[i, n] if n < config.max_steps else 1.0)
+            recon += q_n * np.sum((canvases[i, :n].sum(axis=0) - images[i]) ** 2)
+            kl_pres += q_n * np.log(q_n / p_count[n])
+        for t in range(config.max_steps):
+            mu, lv = post["what_mean"][i, t], post["what_logvar"][i, t]
+            kl_what += np.prod(q[i, :t + 1]) * 0.5 * np.sum(mu ** 2 + np.exp(lv) - lv - 1)
+    terms = air.elbo_terms(params, images, noise, config, temperature=0.5)
+    b = len(images)
+    assert terms["recon"] == pytest.approx(recon / b, rel=1e-12)
+    assert terms["kl_pres"] == pytest.approx(kl_pres / b, rel=1e-10)
+    assert terms["kl_what"] == pytest.approx(kl_what / b, rel=1e-12)
+
+
+def test_enumerated_loss_passes_the_gradient_check(setting, seeded_global_random):
+    from autograd.test_util import check_grads
+    config, params, images, noise = setting
+    config = dataclasses.replace(config, pres_estimator="enumerate")
+    check_grads(lambda p: air.loss(p, images, noise, config, 0.5), modes=["rev"], order=1)(params)

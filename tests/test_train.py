@@ -59,8 +59,13 @@ def test_best_epoch_parameters_are_restored(tiny_config, mnist, tmp_path):
     assert metrics["best_val_count_acc"] == max(h["val_count_acc"] for h in metrics["history"])
 
 
-@pytest.mark.parametrize("stop_at", [6, 8])  # in the middle of epoch 2, and exactly at its end
-def test_interrupted_and_resumed_run_is_bit_identical(tiny_config, mnist, tmp_path, stop_at):
+@pytest.mark.parametrize("stop_at, changes", [
+    (6, {}),  # in the middle of epoch 2
+    (8, {}),  # exactly at its end
+    (6, {"scenes": "streaming", "pres_estimator": "enumerate"}),  # the scene generator's state is resumed too
+])
+def test_interrupted_and_resumed_run_is_bit_identical(tiny_config, mnist, tmp_path, stop_at, changes):
+    tiny_config = dataclasses.replace(tiny_config, **changes)
     whole = run(tiny_config, mnist, tmp_path / "whole")
 
     def interrupt(step, params):
