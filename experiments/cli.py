@@ -1,6 +1,7 @@
 """What every command-line script shares: flags generated from Config, one-line errors, data loading."""
 import argparse
 import dataclasses
+import re
 import shutil
 import sys
 
@@ -16,6 +17,21 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(message)
+
+    def parse_known_args(self, args=None, namespace=None):
+        # argparse reads a value such as "-1.5,-0.3" (a tuple field with a negative first number) as an
+        # unknown option; glue such values to their flag ("--log-scale-range=-1.5,-0.3") first.
+        args = list(sys.argv[1:] if args is None else args)
+        glued, i = [], 0
+        while i < len(args):
+            if (args[i].startswith("--") and "=" not in args[i] and i + 1 < len(args)
+                    and re.fullmatch(r"-[0-9.eE+-]*,[0-9.eE+,-]*", args[i + 1])):
+                glued.append(f"{args[i]}={args[i + 1]}")
+                i += 2
+            else:
+                glued.append(args[i])
+                i += 1
+        return super().parse_known_args(glued, namespace)
 
 
 def run(main, argv=None):

@@ -56,6 +56,13 @@ def test_resume_and_overwrite_guard_the_run_folder(capsys, tmp_path, mnist_dir, 
     assert cli.run(train.main, TINY_FLAGS + ["--out", out, "--overwrite", "--quiet", "--no-figures"]) == 0
 
 
+def test_tuple_flags_take_negative_numbers():
+    args = train.parse_args(["--log-scale-range", "-1.5,-0.3", "--pres-prior", "0.1,0.1,0.1"])
+    config, given = cli.config_from_args(args)
+    assert config.log_scale_range == (-1.5, -0.3) and config.pres_prior == (0.1, 0.1, 0.1)
+    assert set(given) == {"log_scale_range", "pres_prior"}
+
+
 def test_evaluate_names_a_missing_run(capsys, tmp_path):
     status, err = exit_and_error(capsys, evaluate.main, [str(tmp_path / "missing")])
     assert status == 2 and len(err.splitlines()) == 1 and "no checkpoint found" in err
