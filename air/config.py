@@ -31,6 +31,8 @@ class Config:
 
     # --- model (Eslami et al. 2016, Sec. 2, reduced as the seed describes) -------------------------
     max_steps: int = 3  # T, the number of attention steps (objects the model can explain)
+    inference: str = "global"  # "global" MLP + per-step heads (the seed) | "recurrent" LSTM over steps (AIR) | "residual" LSTM fed what earlier steps left unexplained (DAIR)
+    rnn_hidden: int = 256  # LSTM width of the recurrent and residual inference networks
     encoder_hidden: tuple = (200, 100)  # global MLP encoder widths, ReLU after each
     what_dim: int = 20  # size of z_what, the appearance code of one object
     window_size: int = 16  # side of the decoded patch that the transformer places on the canvas
@@ -80,7 +82,7 @@ class Config:
 # The string fields and their allowed values (the command line offers them as choices).
 CHOICES = {"dtype": ("float32", "float64"), "count_rule": ("logit", "cumulative", "mode"),
            "pres_kl": ("forward", "reverse"), "pres_estimator": ("relaxed", "enumerate"),
-           "scenes": ("fixed", "streaming")}
+           "scenes": ("fixed", "streaming"), "inference": ("global", "recurrent", "residual")}
 
 
 def _require(condition, name, problem):
@@ -100,7 +102,7 @@ def validate(c):
             _require(value == value and abs(value) != float("inf"), f.name, f"must be finite, got {value!r}")
         elif f.type is tuple:
             _require(isinstance(value, tuple), f.name, f"must be a tuple, got {value!r}")
-    positive = ["canvas_size", "n_train", "n_val", "n_test", "max_steps", "what_dim", "window_size",
+    positive = ["canvas_size", "n_train", "n_val", "n_test", "max_steps", "what_dim", "window_size", "rnn_hidden",
                 "decoder_hidden", "n_epochs", "batch_size", "lr", "temp_start", "temp_end", "adam_eps"]
     for name in positive:
         _require(getattr(c, name) > 0, name, f"must be positive, got {getattr(c, name)}")

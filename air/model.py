@@ -11,7 +11,7 @@ can only contribute while every earlier step is present (the paper's "use earlie
 import autograd.numpy as np
 import numpy
 
-from air.nn import dense, he_normal, mlp, relu, sigmoid, small_normal
+from air.nn import dense, he_normal, lstm_step, mlp, relu, sigmoid, small_normal
 from air.transformer import compose_windows, window_boxes, window_to_image
 
 
@@ -28,35 +28,50 @@ def init_params(rng, config):
     {'encoder': [layer, ...], 'heads': layer, 'decoder': [layer, layer]}, each layer {'w': (n_in, n_out),
     'b': (n_out,)}. The seed's T per-step heads (z_pres logit; z_where; z_what mean; z_what log-variance)
     are the blocks of one layer, computed in one matmul: output column t (4 + 2 D) + c is column c of step
-    t as laid out by head_columns.
+    t as laid out by head_columns. The recurrent and residual inference networks add an LSTM ('lstm':
+    layer, see air.nn.lstm_step) between the encoder and one heads block shared by every step.
     """
     dtype = numpy.dtype(config.dtype)
     t, d, p = config.max_steps, config.what_dim, config.window_size
     widths = (config.canvas_size ** 2,) + tuple(config.encoder_hidden)
     encoder = [he_normal(rng, n_in, n_out, dtype) for n_in, n_out in zip(widths[:-1], widths[1:])]
-    features = widths[-1]
-    where = small_normal(rng, features, 3 * t, dtype)
+    if config.inference == "global":
+        features, head_steps, extra = widths[-1], t, {}
+    else:
+        hidden = config.rnn_hidden
+        # The LSTM reads the encoded image (or residual), the previous step's z_where and z_what, and its state.
+        lstm = small_normal(rng, widths[-1] + 3 + d + hidden, 4 * hidden, dtype, scale=1.0 / numpy.sqrt(hidden))
+        lstm["b"][hidden:2 * hidden] = 1.0  # forget-gate bias 1 (Gers et al. 2000): remember by default
+        features, head_steps, extra = hidden, 1, {"lstm": lstm}
+    where = small_normal(rng, features, 3 * head_steps, dtype)
     # Windows start at scale exp(where_log_scale_init), centred: the bias is (log s, 0, 0) for every step.
-    where["b"] = numpy.tile(numpy.array([config.where_log_scale_init, 0.0, 0.0], dtype), t)
+    where["b"] = numpy.tile(numpy.array([config.where_log_scale_init, 0.0, 0.0], dtype), head_steps)
     decoder = [he_normal(rng, d, config.decoder_hidden, dtype), he_normal(rng, config.decoder_hidden, p * p, dtype)]
     # A nearly dark initial window (sigmoid(-2) ~ 0.12) breaks the symmetry between present and absent:
     # present steps can only help by adding ink, so z_pres is pushed up exactly where there is ink.
     decoder[-1]["b"][:] = config.decoder_bias
     # Each head drawn as the seed draws it: He for the presence logit, He / 2 for the z_what mean, and
     # N(0, 0.01^2) for z_where and the z_what log-variance, so they start near their biases.
-    blocks = {"pres_logit": he_normal(rng, features, t, dtype), "where": where,
-              "what_mean": he_normal(rng, features, t * d, dtype, gain=0.5),
-              "what_logvar": small_normal(rng, features, t * d, dtype)}
+    blocks = {"pres_logit": he_normal(rng, features, head_steps, dtype), "where": where,
+              "what_mean": he_normal(rng, features, head_steps * d, dtype, gain=0.5),
+              "what_logvar": small_normal(rng, features, head_steps * d, dtype)}
+    return {"encoder": encoder, **extra, "heads": _heads_layer(blocks, config, features, head_steps, dtype),
+            "decoder": decoder}
+
+
+def _heads_layer(blocks, config, features, steps, dtype):
+    """One dense layer whose output holds, for each of `steps` steps, the blocks laid out by head_columns."""
+    d = config.what_dim
     columns = head_columns(config)
-    heads = {"w": numpy.zeros((features, t, 4 + 2 * d), dtype), "b": numpy.zeros((t, 4 + 2 * d), dtype)}
+    heads = {"w": numpy.zeros((features, steps, 4 + 2 * d), dtype), "b": numpy.zeros((steps, 4 + 2 * d), dtype)}
     for key in ("w", "b"):
         lead = heads[key].shape[:-2]
-        heads[key][..., columns["pres_logit"]] = blocks["pres_logit"][key].reshape(lead + (t, 1))
-        heads[key][..., 1:4] = blocks["where"][key].reshape(lead + (t, 3))
-        heads[key][..., columns["what_mean"]] = blocks["what_mean"][key].reshape(lead + (t, d))
-        heads[key][..., columns["what_logvar"]] = blocks["what_logvar"][key].reshape(lead + (t, d))
+        heads[key][..., columns["pres_logit"]] = blocks["pres_logit"][key].reshape(lead + (steps, 1))
+        heads[key][..., 1:4] = blocks["where"][key].reshape(lead + (steps, 3))
+        heads[key][..., columns["what_mean"]] = blocks["what_mean"][key].reshape(lead + (steps, d))
+        heads[key][..., columns["what_logvar"]] = blocks["what_logvar"][key].reshape(lead + (steps, d))
         heads[key] = heads[key].reshape(lead + (-1,))
-    return {"encoder": encoder, "heads": heads, "decoder": decoder}
+    return heads
 
 
 def encode(params, config, images):
@@ -76,6 +91,48 @@ def encode(params, config, images):
         "what_mean": mean,
         "what_logvar": np.clip(logvar, *config.what_logvar_range),
     }
+
+
+def sequential_steps(params, config, images, what_noise=None):
+    """The recurrent ("recurrent") or residual ("residual", DAIR) inference network, run with the renderer.
+
+    Step t reads the image ("recurrent", the paper's AIR) or what the earlier steps leave unexplained,
+    x minus their rendered windows ("residual", the paper's DAIR, Sec. 3.1), through the encoder MLP, then
+    an LSTM fed the previous step's z_where and z_what. Every step is computed as if all earlier steps were
+    present: only then does it affect the scene (cumulative gating), so this is the posterior the
+    objective needs, and the T + 1 counts can still be enumerated from one pass. z_what is the mean plus
+    exp(logvar / 2) what_noise[:, t], or the mean if what_noise is None.
+
+    A dict like encode()'s (pres_logit (B, T), log_scale (B, T), shift (B, T, 2), what_mean, what_logvar
+    (B, T, D)) plus z_what (B, T, D), windows (B, T, P, P) and canvases (B, T, H, W) (ungated).
+    """
+    b, t, d, size = images.shape[0], config.max_steps, config.what_dim, config.canvas_size
+    hidden = config.rnn_hidden
+    x = images.reshape(b, size * size)
+    dtype = numpy.result_type(x)
+    h = c = numpy.zeros((b, hidden), dtype)
+    previous = numpy.zeros((b, 3 + d), dtype)
+    unexplained = x
+    features = mlp(params["encoder"], x, final=relu)  # the recurrent network reads the same image every step
+    steps = []
+    for step in range(t):
+        if config.inference == "residual" and step > 0:
+            features = mlp(params["encoder"], unexplained, final=relu)
+        h, c = lstm_step(params["lstm"], np.concatenate([features, previous, h], axis=1), c)
+        logit, log_scale, shift, mean, logvar = np.split(dense(params["heads"], h), [1, 2, 4, 4 + d], axis=1)
+        log_scale = np.clip(log_scale, *config.log_scale_range)
+        logvar = np.clip(logvar, *config.what_logvar_range)
+        z_what = mean if what_noise is None else mean + np.exp(0.5 * logvar) * what_noise[:, step]
+        window = decode(params, config, z_what)
+        canvas = window_to_image(window, log_scale.reshape(b), shift, size)
+        unexplained = unexplained - canvas.reshape(b, size * size)
+        previous = np.concatenate([log_scale, shift, z_what], axis=1)
+        steps.append({"pres_logit": logit, "log_scale": log_scale, "shift": shift, "what_mean": mean,
+                      "what_logvar": logvar, "z_what": z_what, "windows": window, "canvases": canvas})
+    out = {key: np.stack([s[key] for s in steps], axis=1) for key in steps[0]}
+    out["pres_logit"] = out["pres_logit"].reshape(b, t)
+    out["log_scale"] = out["log_scale"].reshape(b, t)
+    return out
 
 
 def decode(params, config, z_what):
@@ -133,13 +190,17 @@ def infer(params, config, images, batch_size=500):
 
 
 def _infer_batch(params, config, images):
-    post = encode(params, config, images)
-    z_pres = present_steps(config, post["pres_logit"])
-    b, t, d = post["what_mean"].shape
-    windows = decode(params, config, post["what_mean"])
     size = config.canvas_size
-    canvases = window_to_image(windows.reshape(b * t, *windows.shape[2:]), post["log_scale"].reshape(b * t),
-                               post["shift"].reshape(b * t, 2), size).reshape(b, t, size, size)
+    if config.inference == "global":
+        post = encode(params, config, images)
+        b, t, d = post["what_mean"].shape
+        windows = decode(params, config, post["what_mean"])
+        canvases = window_to_image(windows.reshape(b * t, *windows.shape[2:]), post["log_scale"].reshape(b * t),
+                                   post["shift"].reshape(b * t, 2), size).reshape(b, t, size, size)
+    else:
+        post = sequential_steps(params, config, images)
+        windows, canvases = post["windows"], post["canvases"]
+    z_pres = present_steps(config, post["pres_logit"])
     return {
         "count": z_pres.sum(axis=1),
         "z_pres": z_pres,

@@ -29,6 +29,15 @@ def mlp(layers, x, final=None):
     return x if final is None else final(x)
 
 
+def lstm_step(params, inputs, cell):
+    """One LSTM step (Hochreiter & Schmidhuber 1997, with forget gates): inputs (B, n_in + H) are the step's
+    input and the previous hidden state side by side; params {'w': (n_in + H, 4 H), 'b': (4 H,)} hold the
+    input, forget, output and candidate blocks in that order. Returns the new (hidden, cell), each (B, H)."""
+    i, f, o, g = np.split(dense(params, inputs), 4, axis=1)
+    cell = sigmoid(f) * cell + sigmoid(i) * np.tanh(g)
+    return sigmoid(o) * np.tanh(cell), cell
+
+
 def he_normal(rng, n_in, n_out, dtype, gain=1.0):
     """A dense layer with weights ~ gain * N(0, 2 / n_in) (He et al. 2015) and zero bias."""
     w = gain * rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)

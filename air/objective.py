@@ -14,7 +14,7 @@ import numpy
 
 from autograd.tracer import getval
 
-from air.model import count_log_probs, encode, reconstruct, render
+from air.model import compose, count_log_probs, encode, reconstruct, render, sequential_steps
 
 
 def sample_noise(rng, config, batch_size):
@@ -54,18 +54,33 @@ def batch_sums(params, images, noise, config, temperature):
     Written for the number of operations autograd records (a few microseconds each, more than the
     arithmetic on these small arrays), with every rewrite exact in real arithmetic.
     """
-    if config.pres_estimator == "enumerate":
-        return _enumerated_sums(params, images, noise, config)
+    if config.inference != "global":
+        steps = sequential_steps(params, config, images, noise["what"])
+        if config.pres_estimator == "enumerate":
+            return _enumerated_terms(steps, steps["canvases"], images, config)
+        gates = _relaxed_gates(steps["pres_logit"], noise, temperature)
+        error = compose(gates, steps["canvases"]) - images
+        return _relaxed_terms(steps, error, config)
     post = encode(params, config, images)
-    mean, logvar, logit = post["what_mean"], post["what_logvar"], post["pres_logit"]
+    post["z_what"] = post["what_mean"] + np.exp(0.5 * post["what_logvar"]) * noise["what"]
+    if config.pres_estimator == "enumerate":
+        return _enumerated_terms(post, render(params, config, post["z_what"], post["log_scale"], post["shift"]),
+                                 images, config)
+    gates = _relaxed_gates(post["pres_logit"], noise, temperature)
+    error = reconstruct(params, config, gates, post["z_what"], post["log_scale"], post["shift"]) - images
+    return _relaxed_terms(post, error, config)
 
-    z_what = mean + np.exp(0.5 * logvar) * noise["what"]
-    # Gates g_t = z_pres_1 ... z_pres_t with z_pres = sigmoid(x), x = (logit + noise) / temperature, taken as
+
+def _relaxed_gates(logit, noise, temperature):
+    """Gates g_t = z_pres_1 ... z_pres_t (B, T) with z_pres = sigmoid(x), x = (logit + noise) / temperature."""
     # exp(cumsum(log z_pres)), which is stable where a z_pres underflows, and log sigmoid(x) = -softplus(-x).
     softplus_neg_x = np.logaddexp(0.0, (logit + noise["gumbel"]) / -temperature)
-    gates = np.exp(-np.cumsum(softplus_neg_x, axis=1))
-    error = reconstruct(params, config, gates, z_what, post["log_scale"], post["shift"]) - images
+    return np.exp(-np.cumsum(softplus_neg_x, axis=1))
 
+
+def _relaxed_terms(post, error, config):
+    """The seed's terms: squared error of the gated scene, z_what KL of every step, z_pres KL of every step."""
+    mean, logvar, logit = post["what_mean"], post["what_logvar"], post["pres_logit"]
     kl_what = 0.5 * np.sum(mean * mean + np.exp(logvar) - logvar - 1.0)
     prior = numpy.asarray(config.pres_prior, dtype=config.dtype)
     softplus = np.logaddexp(0.0, logit)  # -log(1 - q), with q = sigmoid(logit)
@@ -85,31 +100,28 @@ def batch_sums(params, images, noise, config, temperature):
     return {"recon": np.sum(error * error), "kl_what": kl_what, "kl_pres": kl_pres}
 
 
-def _enumerated_sums(params, images, noise, config):
+def _enumerated_terms(post, canvases, images, config):
     """The terms with the count summed out exactly instead of relaxed (config.pres_estimator "enumerate").
 
     With cumulative gating a scene explained by the first n steps has one of only T + 1 presence patterns,
     so E_q(n) of the reconstruction error is a sum of T + 1 terms, each a partial sum of the same rendered
-    steps (as in SuPAIR, Stelzner et al. 2019): z_pres needs no sampling, no relaxation and no score
-    function, and its gradient has no variance. z_what is still sampled, once, shared by every n. The KL of
-    the count is exact over n = 0..T against the prior p(n) that config.pres_prior induces, and each step's
-    z_what KL is weighted by the probability that the step is present.
+    steps (canvases (B, T, H, W), ungated; as in SuPAIR, Stelzner et al. 2019): z_pres needs no sampling,
+    no relaxation and no score function, and its gradient has no variance. z_what is still sampled, once,
+    shared by every n. The KL of the count is exact over n = 0..T against the prior p(n) that
+    config.pres_prior induces, and each step's z_what KL is weighted by the probability that the step is
+    present.
     """
     b, t, size = images.shape[0], config.max_steps, config.canvas_size
-    post = encode(params, config, images)
-    mean, logvar, logit = post["what_mean"], post["what_logvar"], post["pres_logit"]
-    variance = np.exp(logvar)
-    z_what = mean + np.sqrt(variance) * noise["what"]
-    canvases = render(params, config, z_what, post["log_scale"], post["shift"]).reshape(b, t, size * size)
+    mean, logvar = post["what_mean"], post["what_logvar"]
     # error[:, n - 1] = (first n steps) - x, for n = 1..T; with n = 0 the error is the image itself.
-    error = np.cumsum(canvases, axis=1) - images.reshape(b, 1, size * size)
+    error = np.cumsum(canvases.reshape(b, t, size * size), axis=1) - images.reshape(b, 1, size * size)
     sse = np.concatenate([numpy.sum(numpy.square(getval(images)), axis=(1, 2)).reshape(b, 1),
                           np.sum(error * error, axis=2)], axis=1)  # (B, T + 1)
 
-    log_q_count, log_present = count_log_probs(logit)
+    log_q_count, log_present = count_log_probs(post["pres_logit"])
     q_count = np.exp(log_q_count)
     log_p_count = numpy.log(prior_count_probs(config)).astype(config.dtype)
-    kl_what_steps = np.sum(mean * mean + variance - logvar - 1.0, axis=2)  # (B, T), twice the KL
+    kl_what_steps = np.sum(mean * mean + np.exp(logvar) - logvar - 1.0, axis=2)  # (B, T), twice the KL
     return {"recon": np.sum(q_count * sse),
             "kl_what": 0.5 * np.sum(np.exp(log_present) * kl_what_steps),
             "kl_pres": np.sum(q_count * (log_q_count - log_p_count))}

@@ -1,0 +1,108 @@
+"""The recurrent (AIR) and residual (DAIR) inference networks."""
+import dataclasses
+
+import numpy as np
+import pytest
+from autograd.test_util import check_grads
+
+import air
+from air.model import sequential_steps
+from air.nn import lstm_step
+from tests import reference_sampler
+
+
+def numpy_lstm(w, b, x, h, c):
+    """A plain-numpy LSTM step, written from the equations: gates i, f, o and candidate g."""
+    z = np.concatenate([x, h], axis=1) @ w + b
+    n = h.shape[1]
+    sig = lambda v: 1 / (1 + np.exp(-v))
+    i, f, o, g = sig(z[:, :n]), sig(z[:, n:2 * n]), sig(z[:, 2 * n:3 * n]), np.tanh(z[:, 3 * n:])
+    c_new = f * c + i * g
+    return o * np.tanh(c_new), c_new
+
+
+def test_lstm_step_equals_a_plain_numpy_lstm():
+    rng = np.random.default_rng(0)
+    n_in, hidden = 5, 4
+    params = {"w": rng.normal(size=(n_in + hidden, 4 * hidden)), "b": rng.normal(size=4 * hidden)}
+    x, h, c = rng.normal(size=(3, n_in)), rng.normal(size=(3, hidden)), rng.normal(size=(3, hidden))
+    got = lstm_step(params, np.concatenate([x, h], axis=1), c)
+    want = numpy_lstm(params["w"], params["b"], x, h, c)
+    assert np.allclose(got[0], want[0], atol=1e-14) and np.allclose(got[1], want[1], atol=1e-14)
+
+
+def small_config(**changes):
+    return dataclasses.replace(air.preset("seed"), dtype="float64", rnn_hidden=8, encoder_hidden=(16,),
+                               decoder_hidden=12, what_dim=4, **changes)
+
+
+def problem(config, seed=3, batch=3):
+    rng = np.random.default_rng(seed)
+    params = air.init_params(rng, config)
+    images = rng.random((batch, config.canvas_size, config.canvas_size))
+    return params, images, air.sample_noise(rng, config, batch)
+
+
+@pytest.mark.parametrize("inference", ["recurrent", "residual"])
+@pytest.mark.parametrize("estimator", ["relaxed", "enumerate"])
+def test_sequential_loss_passes_the_gradient_check(inference, estimator, seeded_global_random):
+    config = small_config(inference=inference, pres_estimator=estimator)
+    params, images, noise = problem(config)
+    check_grads(lambda p: air.loss(p, images, noise, config, 0.6), modes=["rev"], order=1)(params)
+
+
+def reference_steps(params, config, images, eps):
+    """The sequential inference network and renderer written out in plain numpy, with the gather sampler."""
+    b, d, p, size = len(images), config.what_dim, config.window_size, config.canvas_size
+    x = images.reshape(b, -1)
+    h = c = np.zeros((b, config.rnn_hidden))
+    previous, explained = np.zeros((b, 3 + d)), np.zeros_like(x)
+    relu = lambda v: np.maximum(v, 0)
+    logits, canvases = [], []
+    for t in range(config.max_steps):
+        features = x - explained if config.inference == "residual" else x
+        for layer in params["encoder"]:
+            features = relu(features @ layer["w"] + layer["b"])
+        h, c = numpy_lstm(params["lstm"]["w"], params["lstm"]["b"], np.concatenate([features, previous], 1), h, c)
+        head = h @ params["heads"]["w"] + params["heads"]["b"]
+        log_scale = np.clip(head[:, 1], *config.log_scale_range)
+        shift, mean = head[:, 2:4], head[:, 4:4 + d]
+        z_what = mean + np.exp(0.5 * np.clip(head[:, 4 + d:], *config.what_logvar_range)) * eps[:, t]
+        hidden = relu(z_what @ params["decoder"][0]["w"] + params["decoder"][0]["b"])
+        window = 1 / (1 + np.exp(-(hidden @ params["decoder"][1]["w"] + params["decoder"][1]["b"])))
+        canvas = reference_sampler.window_to_image(window.reshape(b, p, p), log_scale, shift, size)
+        explained = explained + canvas.reshape(b, -1)
+        previous = np.concatenate([log_scale[:, None], shift, z_what], axis=1)
+        logits.append(head[:, 0])
+        canvases.append(canvas)
+    return np.stack(logits, 1), np.stack(canvases, 1)
+
+
+@pytest.mark.parametrize("inference", ["recurrent", "residual"])
+def test_sequential_steps_equal_a_plain_numpy_reference(inference):
+    config = small_config(inference=inference)
+    params, images, noise = problem(config)
+    steps = sequential_steps(params, config, images, noise["what"])
+    logits, canvases = reference_steps(params, config, images, noise["what"])
+    assert np.allclose(steps["pres_logit"], logits, rtol=1e-12, atol=1e-12)
+    assert np.allclose(steps["canvases"], canvases, rtol=1e-12, atol=1e-12)
+
+
+def test_residual_and_recurrent_differ_after_the_first_step():
+    recurrent, residual = small_config(inference="recurrent"), small_config(inference="residual")
+    params, images, noise = problem(recurrent)
+    a = sequential_steps(params, recurrent, images, noise["what"])
+    b = sequential_steps(params, residual, images, noise["what"])
+    assert np.allclose(a["pres_logit"][:, 0], b["pres_logit"][:, 0])
+    assert not np.allclose(a["pres_logit"][:, 1], b["pres_logit"][:, 1])
+
+
+@pytest.mark.parametrize("inference", ["recurrent", "residual"])
+def test_infer_on_sequential_networks(inference):
+    config = small_config(inference=inference)
+    params, images, _ = problem(config, batch=5)
+    out = air.infer(params, config, images)
+    steps = sequential_steps(params, config, images)
+    assert np.array_equal(out["z_pres"], np.cumprod(steps["pres_logit"] > 0, axis=1))
+    assert np.allclose(out["canvases"], steps["canvases"])
+    assert out["boxes"].shape == (5, config.max_steps, 4)
