@@ -50,6 +50,12 @@ class Config:
     pres_estimator: str = "relaxed"  # z_pres: "relaxed" Gumbel-sigmoid (the seed) | "enumerate" the T + 1 counts summed out exactly
     pres_kl: str = "forward"  # "forward" KL(q || p), the seed's stated ELBO | "reverse" KL(p || q), gradient q - p as the seed's code
     pres_prior: tuple = (0.5, 0.4, 0.2)  # p_t, the prior probability that step t is present (one per step)
+    count_prior: str = "independent"  # "independent" per-step pres_prior (the seed) | "geometric" p(n) ~ rho^n, rho annealed
+    prior_start: float = 0.99  # geometric prior: rho at the first step ...
+    prior_end: float = 1e-5  # ... annealed log-linearly to this value ...
+    prior_anneal: float = 0.33  # ... over this fraction of the training steps, then held
+    likelihood: str = "sse"  # "sse": recon_weight * sum of squared errors (the seed) | "gaussian" with likelihood_sd per pixel
+    likelihood_sd: float = 0.3  # standard deviation of the Gaussian likelihood (0.3 in the paper's setups)
     kl_warmup_epochs: int = 2  # both KL weights ramp up linearly over this many epochs ((e + 1) / n)
     temp_start: float = 1.0  # Gumbel-sigmoid temperature at the first step
     temp_end: float = 0.2  # ... annealed linearly to this value at the last step
@@ -82,7 +88,8 @@ class Config:
 # The string fields and their allowed values (the command line offers them as choices).
 CHOICES = {"dtype": ("float32", "float64"), "count_rule": ("logit", "cumulative", "mode"),
            "pres_kl": ("forward", "reverse"), "pres_estimator": ("relaxed", "enumerate"),
-           "scenes": ("fixed", "streaming"), "inference": ("global", "recurrent", "residual")}
+           "scenes": ("fixed", "streaming"), "inference": ("global", "recurrent", "residual"),
+           "count_prior": ("independent", "geometric"), "likelihood": ("sse", "gaussian")}
 
 
 def _require(condition, name, problem):
@@ -103,6 +110,7 @@ def validate(c):
         elif f.type is tuple:
             _require(isinstance(value, tuple), f.name, f"must be a tuple, got {value!r}")
     positive = ["canvas_size", "n_train", "n_val", "n_test", "max_steps", "what_dim", "window_size", "rnn_hidden",
+                "likelihood_sd", "prior_anneal",
                 "decoder_hidden", "n_epochs", "batch_size", "lr", "temp_start", "temp_end", "adam_eps"]
     for name in positive:
         _require(getattr(c, name) > 0, name, f"must be positive, got {getattr(c, name)}")
@@ -125,6 +133,8 @@ def validate(c):
              f"needs one probability per step ({c.max_steps}), got {len(c.pres_prior)}")
     _require(all(0 < p < 1 for p in c.pres_prior), "pres_prior",
              f"probabilities must lie strictly between 0 and 1, got {c.pres_prior}")
+    for name in ("prior_start", "prior_end"):
+        _require(0 < getattr(c, name) < 1, name, f"must lie strictly between 0 and 1, got {getattr(c, name)}")
     for name in ("log_scale_range", "what_logvar_range"):
         r = getattr(c, name)
         _require(len(r) == 2 and r[0] < r[1], name, f"must be (low, high) with low < high, got {r}")

@@ -9,6 +9,8 @@ averaged over the batch. z_pres_t = sigmoid((logit_t + g_t) / temperature) with 
 is gated by z_pres_1 ... z_pres_t. All randomness comes in through `noise`, drawn outside by
 `sample_noise`, so `loss` can be checked against finite differences.
 """
+import math
+
 import autograd.numpy as np
 import numpy
 
@@ -29,10 +31,11 @@ def sample_noise(rng, config, batch_size):
     }
 
 
-def elbo_terms(params, images, noise, config, temperature):
+def elbo_terms(params, images, noise, config, temperature, pres_prior=None):
     """Batch means of the three terms of the negative ELBO: a dict with recon, kl_what, kl_pres."""
     b = images.shape[0]
-    return {name: total / b for name, total in batch_sums(params, images, noise, config, temperature).items()}
+    sums = batch_sums(params, images, noise, config, temperature, pres_prior)
+    return {name: total / b for name, total in sums.items()}
 
 
 def combine(terms, config, kl_scale=1.0):
@@ -42,33 +45,60 @@ def combine(terms, config, kl_scale=1.0):
             + (kl_scale * config.kl_pres_weight) * terms["kl_pres"])
 
 
-def loss(params, images, noise, config, temperature, kl_scale=1.0):
-    """The batch-mean negative ELBO (a scalar), deterministic in all its arguments."""
+def loss(params, images, noise, config, temperature, kl_scale=1.0, pres_prior=None):
+    """The batch-mean negative ELBO (a scalar), deterministic in all its arguments.
+
+    pres_prior (one probability per step) replaces config.pres_prior, for a prior annealed during training
+    (see prior_schedule).
+    """
     # combine() is linear, so the batch mean is taken once, after it (two fewer recorded operations).
-    return combine(batch_sums(params, images, noise, config, temperature), config, kl_scale) / images.shape[0]
+    sums = batch_sums(params, images, noise, config, temperature, pres_prior)
+    return combine(sums, config, kl_scale) / images.shape[0]
 
 
-def batch_sums(params, images, noise, config, temperature):
+def prior_schedule(config, step, total_steps):
+    """The per-step presence prior at training step `step`: config.pres_prior for the "independent" prior;
+    for the "geometric" one, rho for every step (p(n) proportional to rho^n), rho annealed log-linearly from
+    prior_start to prior_end over the first prior_anneal of training, then held (the paper anneals the
+    success probability towards a very small value; Eslami et al. 2016, via Pyro's tutorial)."""
+    if config.count_prior == "independent":
+        return tuple(config.pres_prior)
+    frac = min(1.0, step / max(1.0, config.prior_anneal * total_steps))
+    rho = math.exp(math.log(config.prior_start) + frac * (math.log(config.prior_end) - math.log(config.prior_start)))
+    return (rho,) * config.max_steps
+
+
+def batch_sums(params, images, noise, config, temperature, pres_prior=None):
     """The three terms of the negative ELBO summed over the batch: a dict with recon, kl_what, kl_pres.
 
     Written for the number of operations autograd records (a few microseconds each, more than the
     arithmetic on these small arrays), with every rewrite exact in real arithmetic.
     """
+    prior = numpy.asarray(config.pres_prior if pres_prior is None else pres_prior, dtype=config.dtype)
     if config.inference != "global":
         steps = sequential_steps(params, config, images, noise["what"])
         if config.pres_estimator == "enumerate":
-            return _enumerated_terms(steps, steps["canvases"], images, config)
+            return _enumerated_terms(steps, steps["canvases"], images, config, prior)
         gates = _relaxed_gates(steps["pres_logit"], noise, temperature)
         error = compose(gates, steps["canvases"]) - images
-        return _relaxed_terms(steps, error, config)
+        return _relaxed_terms(steps, error, config, prior)
     post = encode(params, config, images)
     post["z_what"] = post["what_mean"] + np.exp(0.5 * post["what_logvar"]) * noise["what"]
     if config.pres_estimator == "enumerate":
         return _enumerated_terms(post, render(params, config, post["z_what"], post["log_scale"], post["shift"]),
-                                 images, config)
+                                 images, config, prior)
     gates = _relaxed_gates(post["pres_logit"], noise, temperature)
     error = reconstruct(params, config, gates, post["z_what"], post["log_scale"], post["shift"]) - images
-    return _relaxed_terms(post, error, config)
+    return _relaxed_terms(post, error, config, prior)
+
+
+def _negative_log_likelihood(sse, config):
+    """-log p(x | z) from the squared error: the seed's 'sse' energy (the squared error itself, weighted by
+    recon_weight in combine), or a Gaussian with standard deviation likelihood_sd per pixel."""
+    if config.likelihood == "sse":
+        return sse
+    var = config.likelihood_sd ** 2
+    return sse / (2.0 * var) + config.canvas_size ** 2 * 0.5 * math.log(2.0 * math.pi * var)
 
 
 def _relaxed_gates(logit, noise, temperature):
@@ -78,11 +108,10 @@ def _relaxed_gates(logit, noise, temperature):
     return np.exp(-np.cumsum(softplus_neg_x, axis=1))
 
 
-def _relaxed_terms(post, error, config):
+def _relaxed_terms(post, error, config, prior):
     """The seed's terms: squared error of the gated scene, z_what KL of every step, z_pres KL of every step."""
     mean, logvar, logit = post["what_mean"], post["what_logvar"], post["pres_logit"]
     kl_what = 0.5 * np.sum(mean * mean + np.exp(logvar) - logvar - 1.0)
-    prior = numpy.asarray(config.pres_prior, dtype=config.dtype)
     softplus = np.logaddexp(0.0, logit)  # -log(1 - q), with q = sigmoid(logit)
     if config.pres_kl == "forward":
         # KL(Bern(q) || Bern(p)) = q log(q / p) + (1 - q) log((1 - q) / (1 - p)). Since log(1 - q) = -softplus(logit)
@@ -97,10 +126,13 @@ def _relaxed_terms(post, error, config):
         # states the forward KL, whose gradient is q (1 - q) (logit - logit(p))).
         entropy = -numpy.sum(prior * numpy.log(prior) + (1 - prior) * numpy.log1p(-prior))
         kl_pres = np.sum(softplus - prior * logit) - logit.shape[0] * entropy
-    return {"recon": np.sum(error * error), "kl_what": kl_what, "kl_pres": kl_pres}
+    recon = np.sum(error * error)
+    if config.likelihood != "sse":
+        recon = np.sum(_negative_log_likelihood(np.sum(error * error, axis=(1, 2)), config))
+    return {"recon": recon, "kl_what": kl_what, "kl_pres": kl_pres}
 
 
-def _enumerated_terms(post, canvases, images, config):
+def _enumerated_terms(post, canvases, images, config, prior):
     """The terms with the count summed out exactly instead of relaxed (config.pres_estimator "enumerate").
 
     With cumulative gating a scene explained by the first n steps has one of only T + 1 presence patterns,
@@ -120,16 +152,16 @@ def _enumerated_terms(post, canvases, images, config):
 
     log_q_count, log_present = count_log_probs(post["pres_logit"])
     q_count = np.exp(log_q_count)
-    log_p_count = numpy.log(prior_count_probs(config)).astype(config.dtype)
+    log_p_count = numpy.log(prior_count_probs(prior)).astype(config.dtype)
     kl_what_steps = np.sum(mean * mean + np.exp(logvar) - logvar - 1.0, axis=2)  # (B, T), twice the KL
-    return {"recon": np.sum(q_count * sse),
+    return {"recon": np.sum(q_count * _negative_log_likelihood(sse, config)),
             "kl_what": 0.5 * np.sum(np.exp(log_present) * kl_what_steps),
             "kl_pres": np.sum(q_count * (log_q_count - log_p_count))}
 
 
-def prior_count_probs(config):
-    """p(n) for n = 0..T under the per-step presence prior config.pres_prior with cumulative gating:
+def prior_count_probs(pres_prior):
+    """p(n) for n = 0..T under per-step presence probabilities pres_prior (T,) with cumulative gating:
     p(n) = p_1 ... p_n (1 - p_{n+1}), the last factor absent for n = T."""
-    prior = numpy.asarray(config.pres_prior, dtype=numpy.float64)
+    prior = numpy.asarray(pres_prior, dtype=numpy.float64)
     at_least = numpy.concatenate([[1.0], numpy.cumprod(prior)])  # P(n >= k), k = 0..T
     return at_least * numpy.concatenate([1.0 - prior, [1.0]])

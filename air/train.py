@@ -15,7 +15,7 @@ from air import data as air_data
 from air.checkpoint import CHECKPOINT, read_checkpoint, save_checkpoint, write_json
 from air.metrics import evaluate
 from air.model import init_params
-from air.objective import batch_sums, combine, sample_noise
+from air.objective import batch_sums, combine, prior_schedule, sample_noise
 from air.optim import adam_init, adam_update
 from air.tree import Layout
 
@@ -71,10 +71,10 @@ def steps_per_epoch(config):
     return config.n_train // config.batch_size  # the seed drops the last partial batch
 
 
-def _objective(flat, layout, images, noise, config, temp, kl):
+def _objective(flat, layout, images, noise, config, temp, kl, pres_prior=None):
     """The loss of a flat parameter vector, and its terms as plain floats for logging."""
     b = images.shape[0]
-    sums = batch_sums(layout.unflatten(flat), images, noise, config, temp)
+    sums = batch_sums(layout.unflatten(flat), images, noise, config, temp, pres_prior)
     total = combine(sums, config, kl) / b  # combine is linear: one batch mean, after it
     return total, {"loss": getval(total), **{k: getval(v) / b for k, v in sums.items()}}
 
@@ -134,7 +134,8 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
                     batch = images[order[b * config.batch_size:(b + 1) * config.batch_size]]
                 noise = sample_noise(rng, config, config.batch_size)
                 temp = temperature(config, step, total_steps)
-                grads, terms = _gradient_and_terms(adam["params"], layout, batch, noise, config, temp, kl)
+                prior = prior_schedule(config, step, total_steps)
+                grads, terms = _gradient_and_terms(adam["params"], layout, batch, noise, config, temp, kl, prior)
                 _check_finite(terms["loss"], grads, step, epoch, out if checkpoint_written else None)
                 adam = adam_update(adam, grads, config.lr, config.adam_betas, config.adam_eps)
                 for k in sums:
@@ -144,7 +145,7 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
                 if on_step is not None:
                     on_step(step, lambda: layout.unflatten(adam["params"].copy()))
             scores = evaluate(layout.unflatten(adam["params"]), config, datasets.val)
-            record = {"epoch": epoch + 1, "step": step, "temperature": temp, "kl_scale": kl,
+            record = {"epoch": epoch + 1, "step": step, "temperature": temp, "kl_scale": kl, "pres_prior": list(prior),
                       **{k: v / n_steps for k, v in sums.items()},
                       "val_count_acc": scores["count_acc"], "val_recon_mse": scores["recon_mse"],
                       "val_per_class_acc": scores["per_class_acc"], "val_mean_pres_prob": scores["mean_pres_prob"],

@@ -90,7 +90,7 @@ def test_prior_over_counts():
     from air.objective import prior_count_probs
     config = air.preset("seed")
     p = np.array(config.pres_prior)
-    assert np.allclose(prior_count_probs(config), [1 - p[0], p[0] * (1 - p[1]), p[0] * p[1] * (1 - p[2]), p.prod()])
+    assert np.allclose(prior_count_probs(config.pres_prior), [1 - p[0], p[0] * (1 - p[1]), p[0] * p[1] * (1 - p[2]), p.prod()])
 
 
 def test_mode_rule_takes_the_most_probable_count():
@@ -110,7 +110,7 @@ def test_enumerated_loss_equals_the_sum_over_counts(setting):
     z_what = post["what_mean"] + np.exp(0.5 * post["what_logvar"]) * noise["what"]
     canvases = render(params, config, z_what, post["log_scale"], post["shift"])
     q = sigmoid(post["pres_logit"])
-    p_count = prior_count_probs(config)
+    p_count = prior_count_probs(config.pres_prior)
     recon = kl_pres = kl_what = 0.0
     for i in range(len(images)):
         for n in range(config.max_steps + 1):
@@ -132,3 +132,44 @@ def test_enumerated_loss_passes_the_gradient_check(setting, seeded_global_random
     config, params, images, noise = setting
     config = dataclasses.replace(config, pres_estimator="enumerate")
     check_grads(lambda p: air.loss(p, images, noise, config, 0.5), modes=["rev"], order=1)(params)
+
+
+def test_geometric_prior_kl_against_direct_enumeration(setting):
+    """The geometric count prior p(n) ~ rho^n (truncated at T): the enumerated KL(q(n) || p(n)) written out."""
+    config, params, images, noise = setting
+    config = dataclasses.replace(config, pres_estimator="enumerate", count_prior="geometric")
+    rho = 0.3
+    q = sigmoid(encode(params, config, images)["pres_logit"])
+    t = config.max_steps
+    p_count = np.array([rho ** n * (1 - rho) for n in range(t)] + [rho ** t])
+    assert p_count.sum() == pytest.approx(1.0)
+    kl = 0.0
+    for i in range(len(images)):
+        for n in range(t + 1):
+            q_n = np.prod(q[i, :n]) * (1 - q[i, n] if n < t else 1.0)
+            kl += q_n * np.log(q_n / p_count[n])
+    terms = air.elbo_terms(params, images, noise, config, 0.5, pres_prior=(rho,) * t)
+    assert terms["kl_pres"] == pytest.approx(kl / len(images), rel=1e-10)
+
+
+def test_geometric_prior_is_annealed_log_linearly():
+    from air.objective import prior_schedule
+    config = dataclasses.replace(air.preset("seed"), count_prior="geometric", prior_start=0.9, prior_end=1e-4,
+                                 prior_anneal=0.5)
+    assert prior_schedule(config, 0, 100) == pytest.approx((0.9,) * 3)
+    assert prior_schedule(config, 25, 100)[0] == pytest.approx(np.sqrt(0.9 * 1e-4))
+    assert prior_schedule(config, 50, 100) == prior_schedule(config, 99, 100) == pytest.approx((1e-4,) * 3)
+    assert prior_schedule(air.preset("seed"), 10, 100) == (0.5, 0.4, 0.2)
+
+
+def test_gaussian_likelihood(setting):
+    config, params, images, noise = setting
+    sse_config = dataclasses.replace(config, pres_estimator="enumerate")
+    gauss = dataclasses.replace(sse_config, likelihood="gaussian", likelihood_sd=0.3)
+    sse = air.elbo_terms(params, images, noise, sse_config, 0.5)["recon"]
+    nll = air.elbo_terms(params, images, noise, gauss, 0.5)["recon"]
+    assert nll == pytest.approx(sse / (2 * 0.09) + 1024 * 0.5 * np.log(2 * np.pi * 0.09), rel=1e-12)
+    relaxed = dataclasses.replace(gauss, pres_estimator="relaxed")
+    relaxed_sse = dataclasses.replace(relaxed, likelihood="sse")
+    assert air.elbo_terms(params, images, noise, relaxed, 0.5)["recon"] == pytest.approx(
+        air.elbo_terms(params, images, noise, relaxed_sse, 0.5)["recon"] / 0.18 + 512 * np.log(2 * np.pi * 0.09))
