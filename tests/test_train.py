@@ -131,3 +131,15 @@ def test_loss_is_deterministic_in_its_arguments(tiny_config):
     assert air.loss(params, images, noise, tiny_config, 0.5) == air.loss(params, images, noise, tiny_config, 0.5)
     assert air.loss(params, images, noise, tiny_config, 0.5) != air.loss(params, images, noise, tiny_config, 0.6)
     assert np.asarray(air.loss(params, images, noise, tiny_config, 0.5)).dtype == np.float32
+
+
+@pytest.mark.parametrize("changes", [
+    {"pres_estimator": "enumerate"},
+    {"inference": "recurrent", "rnn_hidden": 16},
+    {"inference": "residual", "rnn_hidden": 16, "pres_estimator": "enumerate", "count_prior": "geometric",
+     "likelihood": "gaussian", "scenes": "streaming"},
+])
+def test_switches_train_without_nan(tiny_config, mnist, changes):
+    metrics = run(dataclasses.replace(tiny_config, n_epochs=2, **changes), mnist)
+    assert all(np.isfinite(h["loss"]) for h in metrics["history"])
+    assert 0.0 <= metrics["test_count_acc"] <= 1.0
