@@ -33,6 +33,8 @@ class Config:
     max_steps: int = 3  # T, the number of attention steps (objects the model can explain)
     inference: str = "global"  # "global" MLP + per-step heads (the seed) | "recurrent" LSTM over steps (AIR) | "residual" LSTM fed what earlier steps left unexplained (DAIR)
     rnn_hidden: int = 256  # LSTM width of the recurrent and residual inference networks
+    object_encoder: str = "global"  # z_what from the inference network's heads (the seed) | "glimpse": from a crop at z_where (the paper)
+    glimpse_hidden: int = 200  # hidden width of the glimpse encoder MLP
     encoder_hidden: tuple = (200, 100)  # global MLP encoder widths, ReLU after each
     what_dim: int = 20  # size of z_what, the appearance code of one object
     window_size: int = 16  # side of the decoded patch that the transformer places on the canvas
@@ -89,7 +91,8 @@ class Config:
 CHOICES = {"dtype": ("float32", "float64"), "count_rule": ("logit", "cumulative", "mode"),
            "pres_kl": ("forward", "reverse"), "pres_estimator": ("relaxed", "enumerate"),
            "scenes": ("fixed", "streaming"), "inference": ("global", "recurrent", "residual"),
-           "count_prior": ("independent", "geometric"), "likelihood": ("sse", "gaussian")}
+           "count_prior": ("independent", "geometric"), "likelihood": ("sse", "gaussian"),
+           "object_encoder": ("global", "glimpse")}
 
 
 def _require(condition, name, problem):
@@ -110,7 +113,7 @@ def validate(c):
         elif f.type is tuple:
             _require(isinstance(value, tuple), f.name, f"must be a tuple, got {value!r}")
     positive = ["canvas_size", "n_train", "n_val", "n_test", "max_steps", "what_dim", "window_size", "rnn_hidden",
-                "likelihood_sd", "prior_anneal",
+                "likelihood_sd", "prior_anneal", "glimpse_hidden",
                 "decoder_hidden", "n_epochs", "batch_size", "lr", "temp_start", "temp_end", "adam_eps"]
     for name in positive:
         _require(getattr(c, name) > 0, name, f"must be positive, got {getattr(c, name)}")

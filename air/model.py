@@ -12,7 +12,9 @@ import autograd.numpy as np
 import numpy
 
 from air.nn import dense, he_normal, lstm_step, mlp, relu, sigmoid, small_normal
-from air.transformer import compose_windows, window_boxes, window_to_image
+from autograd.tracer import getval
+
+from air.transformer import compose_windows, image_to_window, window_boxes, window_to_image
 
 
 def head_columns(config):
@@ -55,23 +57,53 @@ def init_params(rng, config):
     blocks = {"pres_logit": he_normal(rng, features, head_steps, dtype), "where": where,
               "what_mean": he_normal(rng, features, head_steps * d, dtype, gain=0.5),
               "what_logvar": small_normal(rng, features, head_steps * d, dtype)}
-    return {"encoder": encoder, **extra, "heads": _heads_layer(blocks, config, features, head_steps, dtype),
-            "decoder": decoder}
+    params = {"encoder": encoder, **extra, "heads": _heads_layer(blocks, config, features, head_steps, dtype),
+              "decoder": decoder}
+    if config.object_encoder == "glimpse":
+        params["glimpse_encoder"] = _glimpse_encoder(rng, config, dtype)  # drawn last: other draws unchanged
+    return params
 
 
 def _heads_layer(blocks, config, features, steps, dtype):
-    """One dense layer whose output holds, for each of `steps` steps, the blocks laid out by head_columns."""
+    """One dense layer whose output holds, for each of `steps` steps, the blocks laid out by head_columns
+    (without the z_what columns when the glimpse encoder infers z_what)."""
     d = config.what_dim
     columns = head_columns(config)
-    heads = {"w": numpy.zeros((features, steps, 4 + 2 * d), dtype), "b": numpy.zeros((steps, 4 + 2 * d), dtype)}
+    width = head_width(config)
+    heads = {"w": numpy.zeros((features, steps, width), dtype), "b": numpy.zeros((steps, width), dtype)}
     for key in ("w", "b"):
         lead = heads[key].shape[:-2]
         heads[key][..., columns["pres_logit"]] = blocks["pres_logit"][key].reshape(lead + (steps, 1))
         heads[key][..., 1:4] = blocks["where"][key].reshape(lead + (steps, 3))
-        heads[key][..., columns["what_mean"]] = blocks["what_mean"][key].reshape(lead + (steps, d))
-        heads[key][..., columns["what_logvar"]] = blocks["what_logvar"][key].reshape(lead + (steps, d))
+        if config.object_encoder == "global":
+            heads[key][..., columns["what_mean"]] = blocks["what_mean"][key].reshape(lead + (steps, d))
+            heads[key][..., columns["what_logvar"]] = blocks["what_logvar"][key].reshape(lead + (steps, d))
         heads[key] = heads[key].reshape(lead + (-1,))
     return heads
+
+
+def head_width(config):
+    """Outputs of the heads layer per step: logit, log s, tx, ty, and z_what's mean and log-variance unless the
+    glimpse encoder infers z_what."""
+    return 4 + 2 * config.what_dim if config.object_encoder == "global" else 4
+
+
+def _glimpse_encoder(rng, config, dtype):
+    """MLP from a window-sized glimpse to z_what's mean and log-variance (drawn like the heads' blocks)."""
+    d, p, hidden = config.what_dim, config.window_size, config.glimpse_hidden
+    out = he_normal(rng, hidden, d, dtype, gain=0.5)
+    logvar = small_normal(rng, hidden, d, dtype)
+    last = {"w": numpy.concatenate([out["w"], logvar["w"]], axis=1), "b": numpy.zeros(2 * d, dtype)}
+    return [he_normal(rng, p * p, hidden, dtype), last]
+
+
+def glimpse_posterior(params, config, images, log_scale, shift):
+    """z_what's mean and log-variance (N, D) from glimpses of images (N, H, W) cropped at (log_scale (N,),
+    shift (N, 2)): the paper's object encoder, which sees only what the step attends to."""
+    p = config.window_size
+    glimpses = image_to_window(images, log_scale, shift, p)
+    mean, logvar = np.split(mlp(params["glimpse_encoder"], glimpses.reshape(-1, p * p)), 2, axis=1)
+    return mean, np.clip(logvar, *config.what_logvar_range)
 
 
 def encode(params, config, images):
@@ -82,7 +114,14 @@ def encode(params, config, images):
     """
     b, t, d = images.shape[0], config.max_steps, config.what_dim
     features = mlp(params["encoder"], images.reshape(b, -1), final=relu)
-    heads = dense(params["heads"], features).reshape(b, t, 4 + 2 * d)
+    heads = dense(params["heads"], features).reshape(b, t, head_width(config))
+    if config.object_encoder == "glimpse":
+        logit, log_scale, shift = np.split(heads, [1, 2], axis=2)
+        log_scale = np.clip(log_scale.reshape(b, t), *config.log_scale_range)
+        crops = numpy.repeat(numpy.asarray(getval(images)), t, axis=0)  # each scene once per step
+        mean, logvar = glimpse_posterior(params, config, crops, log_scale.reshape(b * t), shift.reshape(b * t, 2))
+        return {"pres_logit": logit.reshape(b, t), "log_scale": log_scale, "shift": shift,
+                "what_mean": mean.reshape(b, t, d), "what_logvar": logvar.reshape(b, t, d)}
     logit, log_scale, shift, mean, logvar = np.split(heads, [1, 2, 4, 4 + d], axis=2)  # as head_columns
     return {
         "pres_logit": logit.reshape(b, t),
@@ -119,9 +158,16 @@ def sequential_steps(params, config, images, what_noise=None):
         if config.inference == "residual" and step > 0:
             features = mlp(params["encoder"], unexplained, final=relu)
         h, c = lstm_step(params["lstm"], np.concatenate([features, previous, h], axis=1), c)
-        logit, log_scale, shift, mean, logvar = np.split(dense(params["heads"], h), [1, 2, 4, 4 + d], axis=1)
-        log_scale = np.clip(log_scale, *config.log_scale_range)
-        logvar = np.clip(logvar, *config.what_logvar_range)
+        if config.object_encoder == "glimpse":
+            # The glimpse is cut from what this step reads: the image, or for DAIR what is still unexplained.
+            logit, log_scale, shift = np.split(dense(params["heads"], h), [1, 2], axis=1)
+            log_scale = np.clip(log_scale, *config.log_scale_range)
+            source = unexplained if config.inference == "residual" else x
+            mean, logvar = glimpse_posterior(params, config, source.reshape(b, size, size), log_scale.reshape(b), shift)
+        else:
+            logit, log_scale, shift, mean, logvar = np.split(dense(params["heads"], h), [1, 2, 4, 4 + d], axis=1)
+            log_scale = np.clip(log_scale, *config.log_scale_range)
+            logvar = np.clip(logvar, *config.what_logvar_range)
         z_what = mean if what_noise is None else mean + np.exp(0.5 * logvar) * what_noise[:, step]
         window = decode(params, config, z_what)
         canvas = window_to_image(window, log_scale.reshape(b), shift, size)

@@ -1,6 +1,7 @@
 """The recurrent (AIR) and residual (DAIR) inference networks."""
 import dataclasses
 
+import autograd
 import numpy as np
 import pytest
 from autograd.test_util import check_grads
@@ -106,3 +107,43 @@ def test_infer_on_sequential_networks(inference):
     assert np.array_equal(out["z_pres"], np.cumprod(steps["pres_logit"] > 0, axis=1))
     assert np.allclose(out["canvases"], steps["canvases"])
     assert out["boxes"].shape == (5, config.max_steps, 4)
+
+
+def assert_leafwise_finite_differences(f, params, rel=1e-6, eps=1e-6):
+    """Central differences of f along a random unit direction per parameter leaf against autograd's gradient.
+
+    Per leaf and normalised, so the step stays far smaller than the distance to the sampler's pixel-grid and
+    ReLU kinks (a direction over all leaves at once moves the point by eps * sqrt(#parameters)).
+    """
+    from air.tree import Layout
+    layout = Layout(params)
+    flat, grad = layout.flatten(params), layout.flatten(autograd.grad(f)(params))
+    rng, start = np.random.default_rng(0), 0
+    for path, shape in zip(layout.paths, layout.shapes):
+        size = int(np.prod(shape))
+        direction = np.zeros_like(flat)
+        direction[start:start + size] = rng.normal(size=size)
+        direction /= np.linalg.norm(direction)
+        start += size
+        numeric = (f(layout.unflatten(flat + eps * direction)) - f(layout.unflatten(flat - eps * direction))) / (2 * eps)
+        assert numeric == pytest.approx(grad @ direction, rel=rel, abs=1e-7), path
+
+
+@pytest.mark.parametrize("inference", ["global", "residual"])
+def test_glimpse_encoder_gradient_matches_finite_differences(inference):
+    config = small_config(inference=inference, object_encoder="glimpse", glimpse_hidden=6, pres_estimator="enumerate")
+    params, images, noise = problem(config)
+    assert params["heads"]["w"].shape[1] == 4 * (config.max_steps if inference == "global" else 1)
+    assert_leafwise_finite_differences(lambda p: air.loss(p, images, noise, config, 0.6), params)
+
+
+def test_glimpse_posterior_reads_the_crop_at_z_where():
+    """z_what's posterior of step 0 from a plain-numpy MLP on the gather sampler's crop at step 0's z_where."""
+    config = small_config(inference="recurrent", object_encoder="glimpse", glimpse_hidden=6)
+    params, images, noise = problem(config)
+    steps = sequential_steps(params, config, images, noise["what"])
+    crop = reference_sampler.image_to_window(images, steps["log_scale"][:, 0], steps["shift"][:, 0], config.window_size)
+    hidden = np.maximum(crop.reshape(len(images), -1) @ params["glimpse_encoder"][0]["w"]
+                        + params["glimpse_encoder"][0]["b"], 0)
+    out = hidden @ params["glimpse_encoder"][1]["w"] + params["glimpse_encoder"][1]["b"]
+    assert np.allclose(steps["what_mean"][:, 0], out[:, :config.what_dim], rtol=1e-12, atol=1e-12)
