@@ -49,7 +49,9 @@ class Config:
     recon_weight: float = 1.0  # weight of the per-image sum of squared errors (= 1024 * MSE on 32x32)
     kl_what_weight: float = 0.05  # weight of sum_t KL(q(z_what_t) || N(0, I))
     kl_pres_weight: float = 0.3  # weight of sum_t KL(Bern(q_t) || Bern(p_t))
-    pres_estimator: str = "relaxed"  # z_pres: "relaxed" Gumbel-sigmoid (the seed) | "enumerate" the T + 1 counts summed out exactly
+    pres_estimator: str = "relaxed"  # z_pres: "relaxed" Gumbel-sigmoid (the seed) | "enumerate" the T + 1 counts summed out exactly | "reinforce" binary samples, NVIL
+    baseline_hidden: int = 100  # hidden width of REINFORCE's baseline MLP
+    baseline_lr: float = 1e-2  # Adam learning rate of the baseline (NVIL trains it faster than the model)
     pres_kl: str = "forward"  # "forward" KL(q || p), the seed's stated ELBO | "reverse" KL(p || q), gradient q - p as the seed's code
     pres_prior: tuple = (0.5, 0.4, 0.2)  # p_t, the prior probability that step t is present (one per step)
     count_prior: str = "independent"  # "independent" per-step pres_prior (the seed) | "geometric" p(n) ~ rho^n, rho annealed
@@ -89,7 +91,7 @@ class Config:
 
 # The string fields and their allowed values (the command line offers them as choices).
 CHOICES = {"dtype": ("float32", "float64"), "count_rule": ("logit", "cumulative", "mode"),
-           "pres_kl": ("forward", "reverse"), "pres_estimator": ("relaxed", "enumerate"),
+           "pres_kl": ("forward", "reverse"), "pres_estimator": ("relaxed", "enumerate", "reinforce"),
            "scenes": ("fixed", "streaming"), "inference": ("global", "recurrent", "residual"),
            "count_prior": ("independent", "geometric"), "likelihood": ("sse", "gaussian"),
            "object_encoder": ("global", "glimpse")}
@@ -113,7 +115,7 @@ def validate(c):
         elif f.type is tuple:
             _require(isinstance(value, tuple), f.name, f"must be a tuple, got {value!r}")
     positive = ["canvas_size", "n_train", "n_val", "n_test", "max_steps", "what_dim", "window_size", "rnn_hidden",
-                "likelihood_sd", "prior_anneal", "glimpse_hidden",
+                "likelihood_sd", "prior_anneal", "glimpse_hidden", "baseline_hidden", "baseline_lr",
                 "decoder_hidden", "n_epochs", "batch_size", "lr", "temp_start", "temp_end", "adam_eps"]
     for name in positive:
         _require(getattr(c, name) > 0, name, f"must be positive, got {getattr(c, name)}")

@@ -61,6 +61,10 @@ def init_params(rng, config):
               "decoder": decoder}
     if config.object_encoder == "glimpse":
         params["glimpse_encoder"] = _glimpse_encoder(rng, config, dtype)  # drawn last: other draws unchanged
+    if config.pres_estimator == "reinforce":
+        # NVIL's baseline b(x): an MLP on the image predicting the reconstruction cost.
+        params["baseline"] = [he_normal(rng, config.canvas_size ** 2, config.baseline_hidden, dtype),
+                              small_normal(rng, config.baseline_hidden, 1, dtype)]
     return params
 
 

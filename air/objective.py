@@ -17,6 +17,7 @@ import numpy
 from autograd.tracer import getval
 
 from air.model import compose, count_log_probs, encode, reconstruct, render, sequential_steps
+from air.nn import mlp
 
 
 def sample_noise(rng, config, batch_size):
@@ -25,10 +26,13 @@ def sample_noise(rng, config, batch_size):
     t, d = config.max_steps, config.what_dim
     # Uniforms kept off 0 and 1 (as the seed does) so the logistic noise stays finite.
     u = rng.uniform(1e-6, 1.0 - 1e-6, size=(batch_size, t))
-    return {
+    noise = {
         "what": rng.standard_normal((batch_size, t, d)).astype(dtype),
         "gumbel": (numpy.log(u) - numpy.log1p(-u)).astype(dtype),
     }
+    if config.pres_estimator == "reinforce":  # drawn only then, so the other estimators' streams are unchanged
+        noise["pres"] = rng.uniform(size=(batch_size, t)).astype(dtype)
+    return noise
 
 
 def elbo_terms(params, images, noise, config, temperature, pres_prior=None):
@@ -39,7 +43,8 @@ def elbo_terms(params, images, noise, config, temperature, pres_prior=None):
 
 
 def combine(terms, config, kl_scale=1.0):
-    """The weighted sum of elbo_terms; kl_scale multiplies both KL weights (the seed's KL warm-up)."""
+    """The weighted sum of elbo_terms (the negative ELBO; a score-function surrogate is added by `loss`);
+    kl_scale multiplies both KL weights (the seed's KL warm-up)."""
     # Weights multiplied out as Python floats first: two fewer operations for autograd to record.
     return (config.recon_weight * terms["recon"] + (kl_scale * config.kl_what_weight) * terms["kl_what"]
             + (kl_scale * config.kl_pres_weight) * terms["kl_pres"])
@@ -53,7 +58,14 @@ def loss(params, images, noise, config, temperature, kl_scale=1.0, pres_prior=No
     """
     # combine() is linear, so the batch mean is taken once, after it (two fewer recorded operations).
     sums = batch_sums(params, images, noise, config, temperature, pres_prior)
-    return combine(sums, config, kl_scale) / images.shape[0]
+    return objective_total(sums, config, kl_scale) / images.shape[0]
+
+
+def objective_total(sums, config, kl_scale=1.0):
+    """What training minimises: the negative ELBO, plus, for REINFORCE, the score-function surrogate and the
+    baseline's regression loss (both zero-valued in expectation terms, present only for their gradients)."""
+    total = combine(sums, config, kl_scale)
+    return total + sums["surrogate"] if "surrogate" in sums else total
 
 
 def prior_schedule(config, step, total_steps):
@@ -79,14 +91,18 @@ def batch_sums(params, images, noise, config, temperature, pres_prior=None):
         steps = sequential_steps(params, config, images, noise["what"])
         if config.pres_estimator == "enumerate":
             return _enumerated_terms(steps, steps["canvases"], images, config, prior)
+        if config.pres_estimator == "reinforce":
+            return _reinforce_terms(params, steps, steps["canvases"], images, noise, config, prior)
         gates = _relaxed_gates(steps["pres_logit"], noise, temperature)
         error = compose(gates, steps["canvases"]) - images
         return _relaxed_terms(steps, error, config, prior)
     post = encode(params, config, images)
     post["z_what"] = post["what_mean"] + np.exp(0.5 * post["what_logvar"]) * noise["what"]
-    if config.pres_estimator == "enumerate":
-        return _enumerated_terms(post, render(params, config, post["z_what"], post["log_scale"], post["shift"]),
-                                 images, config, prior)
+    if config.pres_estimator != "relaxed":
+        canvases = render(params, config, post["z_what"], post["log_scale"], post["shift"])
+        if config.pres_estimator == "enumerate":
+            return _enumerated_terms(post, canvases, images, config, prior)
+        return _reinforce_terms(params, post, canvases, images, noise, config, prior)
     gates = _relaxed_gates(post["pres_logit"], noise, temperature)
     error = reconstruct(params, config, gates, post["z_what"], post["log_scale"], post["shift"]) - images
     return _relaxed_terms(post, error, config, prior)
@@ -132,7 +148,7 @@ def _relaxed_terms(post, error, config, prior):
     return {"recon": recon, "kl_what": kl_what, "kl_pres": kl_pres}
 
 
-def _enumerated_terms(post, canvases, images, config, prior):
+def _enumerated_terms(post, canvases, images, config, prior, recon=True):
     """The terms with the count summed out exactly instead of relaxed (config.pres_estimator "enumerate").
 
     With cumulative gating a scene explained by the first n steps has one of only T + 1 presence patterns,
@@ -145,18 +161,49 @@ def _enumerated_terms(post, canvases, images, config, prior):
     """
     b, t, size = images.shape[0], config.max_steps, config.canvas_size
     mean, logvar = post["what_mean"], post["what_logvar"]
-    # error[:, n - 1] = (first n steps) - x, for n = 1..T; with n = 0 the error is the image itself.
-    error = np.cumsum(canvases.reshape(b, t, size * size), axis=1) - images.reshape(b, 1, size * size)
-    sse = np.concatenate([numpy.sum(numpy.square(getval(images)), axis=(1, 2)).reshape(b, 1),
-                          np.sum(error * error, axis=2)], axis=1)  # (B, T + 1)
-
     log_q_count, log_present = count_log_probs(post["pres_logit"])
     q_count = np.exp(log_q_count)
     log_p_count = numpy.log(prior_count_probs(prior)).astype(config.dtype)
     kl_what_steps = np.sum(mean * mean + np.exp(logvar) - logvar - 1.0, axis=2)  # (B, T), twice the KL
-    return {"recon": np.sum(q_count * _negative_log_likelihood(sse, config)),
-            "kl_what": 0.5 * np.sum(np.exp(log_present) * kl_what_steps),
-            "kl_pres": np.sum(q_count * (log_q_count - log_p_count))}
+    terms = {"kl_what": 0.5 * np.sum(np.exp(log_present) * kl_what_steps),
+             "kl_pres": np.sum(q_count * (log_q_count - log_p_count))}
+    if recon:
+        # error[:, n - 1] = (first n steps) - x, for n = 1..T; with n = 0 the error is the image itself.
+        error = np.cumsum(canvases.reshape(b, t, size * size), axis=1) - images.reshape(b, 1, size * size)
+        sse = np.concatenate([numpy.sum(numpy.square(getval(images)), axis=(1, 2)).reshape(b, 1),
+                              np.sum(error * error, axis=2)], axis=1)  # (B, T + 1)
+        terms["recon"] = np.sum(q_count * _negative_log_likelihood(sse, config))
+    return terms
+
+
+def _reinforce_terms(params, post, canvases, images, noise, config, prior):
+    """The terms with exactly binary z_pres samples and a score-function gradient (NVIL, Mnih & Gregor 2014).
+
+    z_pres_t = [u_t < q_t] with the uniforms noise["pres"], gated cumulatively, so the scene holds the first n
+    steps, n ~ q(n). The reconstruction term is that sample's; its gradient w.r.t. the presence logits comes
+    from the surrogate (c - b(x)) log q(n), with c the sample's weighted reconstruction cost and b(x) a
+    learned, data-dependent baseline, both held constant there (autograd's getval): the surrogate's
+    gradient is the score-function estimate, unbiased for any baseline. The baseline (params["baseline"],
+    its own learning rate) regresses c by squared error on the image. As in Kosiorek's analytic mode, the
+    count KL is exact over n = 0..T and the z_what KL is weighted by each step's presence probability, so
+    only the reconstruction needs the score function.
+    """
+    b, t, size = images.shape[0], config.max_steps, config.canvas_size
+    logit = post["pres_logit"]
+    present = numpy.cumprod(noise["pres"] < 1.0 / (1.0 + numpy.exp(-getval(logit))), axis=1)  # (B, T) binary
+    count = present.sum(axis=1)
+    error = compose(present.astype(numpy.result_type(getval(canvases))), canvases) - images
+    cost = config.recon_weight * _negative_log_likelihood(np.sum(error * error, axis=(1, 2)), config)  # (B,)
+
+    terms = _enumerated_terms(post, None, images, config, prior, recon=False)
+    log_q_count, _ = count_log_probs(logit)
+    sampled = numpy.arange(t + 1) == count[:, None]  # one-hot of each scene's count
+    log_q_sample = np.sum(log_q_count * sampled, axis=1)
+    baseline = mlp(params["baseline"], images.reshape(b, size * size)).reshape(b)
+    signal = getval(cost) - getval(baseline)
+    surrogate = np.sum(signal * log_q_sample) + np.sum((getval(cost) - baseline) ** 2)
+    terms.update(recon=np.sum(cost) / config.recon_weight, surrogate=surrogate)
+    return terms
 
 
 def prior_count_probs(pres_prior):

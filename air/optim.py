@@ -21,12 +21,16 @@ def adam_init(params):
 
 
 def adam_update(state, grads, lr, betas=(0.9, 0.999), eps=1e-8):
-    """The state after one Adam step along `grads`. The old state's arrays are reused (updated in place)."""
+    """The state after one Adam step along `grads`. The old state's arrays are reused (updated in place).
+
+    lr is a number, or an array shaped like the parameters for a learning rate per parameter (NVIL's
+    baseline learns faster than the model it serves)."""
     b1, b2 = betas
     step = state["step"] + 1
     m, v, params = state["m"], state["v"], state["params"]
     # Bias corrections folded into the step size and epsilon (as in Kingma & Ba, Algorithm 1, last note).
-    step_size = lr * math.sqrt(1.0 - b2 ** step) / (1.0 - b1 ** step)
+    rates = np.reshape(lr, -1) if np.ndim(lr) else None
+    step_size = (1.0 if rates is not None else lr) * math.sqrt(1.0 - b2 ** step) / (1.0 - b1 ** step)
     eps_hat = eps * math.sqrt(1.0 - b2 ** step)
     # In-place updates, one scratch block, the same arithmetic in the same order as the textbook expression
     # (so the result is bit for bit that of whole-array numpy). A state is consumed by the update that follows it.
@@ -48,6 +52,8 @@ def adam_update(state, grads, lr, betas=(0.9, 0.999), eps=1e-8):
         t += eps_hat
         np.divide(m_b, t, out=t)
         t *= step_size
+        if rates is not None:
+            t *= rates[start:start + block]
         p_b -= t
     return {"step": step, "params": params, "m": m, "v": v}
 

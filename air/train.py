@@ -15,7 +15,7 @@ from air import data as air_data
 from air.checkpoint import CHECKPOINT, read_checkpoint, save_checkpoint, write_json
 from air.metrics import evaluate
 from air.model import init_params
-from air.objective import batch_sums, combine, prior_schedule, sample_noise
+from air.objective import batch_sums, combine, objective_total, prior_schedule, sample_noise
 from air.optim import adam_init, adam_update
 from air.tree import Layout
 
@@ -75,8 +75,9 @@ def _objective(flat, layout, images, noise, config, temp, kl, pres_prior=None):
     """The loss of a flat parameter vector, and its terms as plain floats for logging."""
     b = images.shape[0]
     sums = batch_sums(layout.unflatten(flat), images, noise, config, temp, pres_prior)
-    total = combine(sums, config, kl) / b  # combine is linear: one batch mean, after it
-    return total, {"loss": getval(total), **{k: getval(v) / b for k, v in sums.items()}}
+    total = objective_total(sums, config, kl) / b  # linear in the sums: one batch mean, after it
+    terms = {k: getval(v) / b for k, v in sums.items() if k != "surrogate"}
+    return total, {"loss": getval(combine(sums, config, kl)) / b, **terms}
 
 
 _gradient_and_terms = grad_and_aux(_objective)
@@ -117,6 +118,7 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
 
     n_steps = steps_per_epoch(config)
     total_steps = config.n_epochs * n_steps
+    rates = learning_rates(config, layout)
     images = datasets.train.images
     checkpoint_written = out is not None and (out / CHECKPOINT).exists()
     bar = _progress_bar(total_steps, first_epoch * n_steps, progress)
@@ -140,7 +142,7 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
                 with np.errstate(over="ignore"):
                     grads, terms = _gradient_and_terms(adam["params"], layout, batch, noise, config, temp, kl, prior)
                 _check_finite(terms["loss"], grads, step, epoch, out if checkpoint_written else None)
-                adam = adam_update(adam, grads, config.lr, config.adam_betas, config.adam_eps)
+                adam = adam_update(adam, grads, rates, config.adam_betas, config.adam_eps)
                 for k in sums:
                     sums[k] += float(terms[k])
                 step += 1
@@ -197,6 +199,20 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
     if out is not None:
         write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def learning_rates(config, layout):
+    """Adam's learning rate: config.lr, or a vector over the flat parameters when REINFORCE's baseline has its own."""
+    if "baseline" not in layout.skeleton:
+        return config.lr
+    rates = np.full(sum(int(np.prod(shape)) for shape in layout.shapes), config.lr, dtype=config.dtype)
+    start = 0
+    for path, shape in zip(layout.paths, layout.shapes):
+        size = int(np.prod(shape))
+        if path.startswith("baseline/"):
+            rates[start:start + size] = config.baseline_lr
+        start += size
+    return rates
 
 
 def _check_finite(loss, grads, step, epoch, checkpoint_dir):
