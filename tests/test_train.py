@@ -143,3 +143,10 @@ def test_switches_train_without_nan(tiny_config, mnist, changes):
     metrics = run(dataclasses.replace(tiny_config, n_epochs=2, **changes), mnist)
     assert all(np.isfinite(h["loss"]) for h in metrics["history"])
     assert 0.0 <= metrics["test_count_acc"] <= 1.0
+
+
+@pytest.mark.parametrize("name", sorted(air.config.PRESETS))
+def test_every_preset_trains_a_few_steps_without_nan(name, mnist):
+    config = dataclasses.replace(air.preset(name), n_train=16, n_val=8, n_test=8, n_epochs=2, batch_size=8)
+    metrics = run(config, mnist)
+    assert metrics["n_steps"] == 4 and all(np.isfinite(h["loss"]) for h in metrics["history"])
