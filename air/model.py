@@ -18,10 +18,27 @@ from air.transformer import compose_windows, image_to_window, window_boxes, wind
 
 
 def head_columns(config):
-    """Per step, the columns of the heads layer: name -> slice of its 4 + 2 D outputs for that step."""
+    """Per step, the columns of the heads layer, in order: name -> slice of that step's outputs.
+
+    Always the presence logit, log s and (tx, ty); then z_where's log standard deviations if z_where is
+    stochastic; then z_what's mean and log-variance unless the glimpse encoder infers z_what.
+    """
     d = config.what_dim
-    return {"pres_logit": slice(0, 1), "log_scale": slice(1, 2), "shift": slice(2, 4),
-            "what_mean": slice(4, 4 + d), "what_logvar": slice(4 + d, 4 + 2 * d)}
+    columns = {"pres_logit": slice(0, 1), "log_scale": slice(1, 2), "shift": slice(2, 4)}
+    start = 4
+    if config.z_where == "stochastic":
+        columns["where_logsd"] = slice(start, start + 3)
+        start += 3
+    if config.object_encoder == "global":
+        columns.update(what_mean=slice(start, start + d), what_logvar=slice(start + d, start + 2 * d))
+    return columns
+
+
+def _split_heads(heads, config, axis):
+    """The heads' output split along `axis` into the named pieces of head_columns (one np.split)."""
+    columns = head_columns(config)
+    pieces = np.split(heads, [c.stop for c in list(columns.values())[:-1]], axis=axis)
+    return dict(zip(columns, pieces))
 
 
 def init_params(rng, config):
@@ -61,6 +78,15 @@ def init_params(rng, config):
               "decoder": decoder}
     if config.object_encoder == "glimpse":
         params["glimpse_encoder"] = _glimpse_encoder(rng, config, dtype)  # drawn last: other draws unchanged
+    if config.z_where == "stochastic":
+        # z_where's posterior standard deviations start at 0.3 prior sd (small, as Kosiorek and Bliznashki
+        # advise: a wide initial where-posterior is a known cause of collapse). Drawn last: other draws unchanged.
+        logsd = small_normal(rng, features, 3 * head_steps, dtype)
+        logsd["b"] = numpy.tile(numpy.log(0.3 * numpy.asarray(config.where_prior_sd, dtype)), head_steps)
+        columns = head_columns(config)["where_logsd"]
+        for key in ("w", "b"):
+            view = params["heads"][key].reshape(params["heads"][key].shape[:-1] + (head_steps, head_width(config)))
+            view[..., columns] = logsd[key].reshape(view.shape[:-1] + (3,))
     if config.pres_estimator == "reinforce":
         # NVIL's baseline b(x): an MLP on the image predicting the reconstruction cost.
         params["baseline"] = [he_normal(rng, config.canvas_size ** 2, config.baseline_hidden, dtype),
@@ -87,9 +113,8 @@ def _heads_layer(blocks, config, features, steps, dtype):
 
 
 def head_width(config):
-    """Outputs of the heads layer per step: logit, log s, tx, ty, and z_what's mean and log-variance unless the
-    glimpse encoder infers z_what."""
-    return 4 + 2 * config.what_dim if config.object_encoder == "global" else 4
+    """Outputs of the heads layer per step (see head_columns)."""
+    return list(head_columns(config).values())[-1].stop
 
 
 def _glimpse_encoder(rng, config, dtype):
@@ -118,25 +143,42 @@ def encode(params, config, images):
     """
     b, t, d = images.shape[0], config.max_steps, config.what_dim
     features = mlp(params["encoder"], images.reshape(b, -1), final=relu)
-    heads = dense(params["heads"], features).reshape(b, t, head_width(config))
+    parts = _split_heads(dense(params["heads"], features).reshape(b, t, head_width(config)), config, axis=2)
+    post = {"pres_logit": parts["pres_logit"].reshape(b, t),
+            "log_scale": np.clip(parts["log_scale"].reshape(b, t), *config.log_scale_range),
+            "shift": parts["shift"]}
+    if config.z_where == "stochastic":
+        post["where_logsd"] = parts["where_logsd"]
     if config.object_encoder == "glimpse":
-        logit, log_scale, shift = np.split(heads, [1, 2], axis=2)
-        log_scale = np.clip(log_scale.reshape(b, t), *config.log_scale_range)
+        # Glimpses at the posterior mean of z_where (this network infers every step's z_where at once).
         crops = numpy.repeat(numpy.asarray(getval(images)), t, axis=0)  # each scene once per step
-        mean, logvar = glimpse_posterior(params, config, crops, log_scale.reshape(b * t), shift.reshape(b * t, 2))
-        return {"pres_logit": logit.reshape(b, t), "log_scale": log_scale, "shift": shift,
-                "what_mean": mean.reshape(b, t, d), "what_logvar": logvar.reshape(b, t, d)}
-    logit, log_scale, shift, mean, logvar = np.split(heads, [1, 2, 4, 4 + d], axis=2)  # as head_columns
-    return {
-        "pres_logit": logit.reshape(b, t),
-        "log_scale": np.clip(log_scale.reshape(b, t), *config.log_scale_range),
-        "shift": shift,
-        "what_mean": mean,
-        "what_logvar": np.clip(logvar, *config.what_logvar_range),
-    }
+        mean, logvar = glimpse_posterior(params, config, crops, post["log_scale"].reshape(b * t),
+                                         post["shift"].reshape(b * t, 2))
+        post.update(what_mean=mean.reshape(b, t, d), what_logvar=logvar.reshape(b, t, d))
+    else:
+        post.update(what_mean=parts["what_mean"], what_logvar=np.clip(parts["what_logvar"], *config.what_logvar_range))
+    return post
 
 
-def sequential_steps(params, config, images, what_noise=None):
+def sample_where(post, config, where_noise):
+    """z_where = (log s, tx, ty) drawn from its Gaussian posterior around post's (log_scale, shift) with
+    standard deviations exp(where_logsd), log s clipped again: (log_scale (...,), shift (..., 2))."""
+    location = np.concatenate([post["log_scale"][..., None], post["shift"]], axis=-1)
+    log_scale, shift = np.split(location + np.exp(post["where_logsd"]) * where_noise, [1], axis=-1)
+    return np.clip(log_scale[..., 0], *config.log_scale_range), shift
+
+
+def where_kl(location, logsd, config):
+    """Per step, KL(N(location, exp(logsd)^2) || N(where_prior_mean, where_prior_sd^2)) of z_where = (log s, tx,
+    ty), summed over its three coordinates: location and logsd (..., 3) -> (...)."""
+    prior_mean = numpy.asarray(config.where_prior_mean, dtype=config.dtype)
+    prior_sd = numpy.asarray(config.where_prior_sd, dtype=config.dtype)
+    kl = (numpy.log(prior_sd) - logsd + (np.exp(2.0 * logsd) + (location - prior_mean) ** 2) / (2.0 * prior_sd ** 2)
+          - 0.5)
+    return np.sum(kl, axis=-1)
+
+
+def sequential_steps(params, config, images, what_noise=None, where_noise=None):
     """The recurrent ("recurrent") or residual ("residual", DAIR) inference network, run with the renderer.
 
     Step t reads the image ("recurrent", the paper's AIR) or what the earlier steps leave unexplained,
@@ -144,7 +186,8 @@ def sequential_steps(params, config, images, what_noise=None):
     an LSTM fed the previous step's z_where and z_what. Every step is computed as if all earlier steps were
     present: only then does it affect the scene (cumulative gating), so this is the posterior the
     objective needs, and the T + 1 counts can still be enumerated from one pass. z_what is the mean plus
-    exp(logvar / 2) what_noise[:, t], or the mean if what_noise is None.
+    exp(logvar / 2) what_noise[:, t], or the mean if what_noise is None; a stochastic z_where likewise with
+    where_noise (the step renders, glimpses and passes on the sample).
 
     A dict like encode()'s (pres_logit (B, T), log_scale (B, T), shift (B, T, 2), what_mean, what_logvar
     (B, T, D)) plus z_what (B, T, D), windows (B, T, P, P) and canvases (B, T, H, W) (ungated).
@@ -162,23 +205,32 @@ def sequential_steps(params, config, images, what_noise=None):
         if config.inference == "residual" and step > 0:
             features = mlp(params["encoder"], unexplained, final=relu)
         h, c = lstm_step(params["lstm"], np.concatenate([features, previous, h], axis=1), c)
+        parts = _split_heads(dense(params["heads"], h), config, axis=1)
+        logit = parts["pres_logit"]
+        post = {"log_scale": np.clip(parts["log_scale"].reshape(b), *config.log_scale_range), "shift": parts["shift"]}
+        log_scale, shift = post["log_scale"], post["shift"]
+        if config.z_where == "stochastic":
+            post["where_logsd"] = parts["where_logsd"]
+            if where_noise is not None:
+                log_scale, shift = sample_where(post, config, where_noise[:, step])
+        log_scale = log_scale.reshape(b, 1)
         if config.object_encoder == "glimpse":
             # The glimpse is cut from what this step reads: the image, or for DAIR what is still unexplained.
-            logit, log_scale, shift = np.split(dense(params["heads"], h), [1, 2], axis=1)
-            log_scale = np.clip(log_scale, *config.log_scale_range)
             source = unexplained if config.inference == "residual" else x
             mean, logvar = glimpse_posterior(params, config, source.reshape(b, size, size), log_scale.reshape(b), shift)
         else:
-            logit, log_scale, shift, mean, logvar = np.split(dense(params["heads"], h), [1, 2, 4, 4 + d], axis=1)
-            log_scale = np.clip(log_scale, *config.log_scale_range)
-            logvar = np.clip(logvar, *config.what_logvar_range)
+            mean, logvar = parts["what_mean"], np.clip(parts["what_logvar"], *config.what_logvar_range)
         z_what = mean if what_noise is None else mean + np.exp(0.5 * logvar) * what_noise[:, step]
         window = decode(params, config, z_what)
         canvas = window_to_image(window, log_scale.reshape(b), shift, size)
         unexplained = unexplained - canvas.reshape(b, size * size)
         previous = np.concatenate([log_scale, shift, z_what], axis=1)
-        steps.append({"pres_logit": logit, "log_scale": log_scale, "shift": shift, "what_mean": mean,
-                      "what_logvar": logvar, "z_what": z_what, "windows": window, "canvases": canvas})
+        step_out = {"pres_logit": logit, "log_scale": log_scale, "shift": shift, "what_mean": mean,
+                    "what_logvar": logvar, "z_what": z_what, "windows": window, "canvases": canvas}
+        if config.z_where == "stochastic":  # the posterior's location and spread, for the KL
+            step_out.update(where_location=np.concatenate([post["log_scale"].reshape(b, 1), post["shift"]], axis=1),
+                            where_logsd=post["where_logsd"])
+        steps.append(step_out)
     out = {key: np.stack([s[key] for s in steps], axis=1) for key in steps[0]}
     out["pres_logit"] = out["pres_logit"].reshape(b, t)
     out["log_scale"] = out["log_scale"].reshape(b, t)

@@ -16,7 +16,8 @@ import numpy
 
 from autograd.tracer import getval
 
-from air.model import compose, count_log_probs, encode, reconstruct, render, sequential_steps
+from air.model import (compose, count_log_probs, encode, reconstruct, render, sample_where, sequential_steps,
+                       where_kl)
 from air.nn import mlp
 
 
@@ -32,6 +33,8 @@ def sample_noise(rng, config, batch_size):
     }
     if config.pres_estimator == "reinforce":  # drawn only then, so the other estimators' streams are unchanged
         noise["pres"] = rng.uniform(size=(batch_size, t)).astype(dtype)
+    if config.z_where == "stochastic":
+        noise["where"] = rng.standard_normal((batch_size, t, 3)).astype(dtype)
     return noise
 
 
@@ -46,8 +49,11 @@ def combine(terms, config, kl_scale=1.0):
     """The weighted sum of elbo_terms (the negative ELBO; a score-function surrogate is added by `loss`);
     kl_scale multiplies both KL weights (the seed's KL warm-up)."""
     # Weights multiplied out as Python floats first: two fewer operations for autograd to record.
-    return (config.recon_weight * terms["recon"] + (kl_scale * config.kl_what_weight) * terms["kl_what"]
-            + (kl_scale * config.kl_pres_weight) * terms["kl_pres"])
+    total = (config.recon_weight * terms["recon"] + (kl_scale * config.kl_what_weight) * terms["kl_what"]
+             + (kl_scale * config.kl_pres_weight) * terms["kl_pres"])
+    if "kl_where" in terms:  # a stochastic z_where's KL shares z_what's weight
+        total = total + (kl_scale * config.kl_what_weight) * terms["kl_where"]
+    return total
 
 
 def loss(params, images, noise, config, temperature, kl_scale=1.0, pres_prior=None):
@@ -88,7 +94,9 @@ def batch_sums(params, images, noise, config, temperature, pres_prior=None):
     """
     prior = numpy.asarray(config.pres_prior if pres_prior is None else pres_prior, dtype=config.dtype)
     if config.inference != "global":
-        steps = sequential_steps(params, config, images, noise["what"])
+        steps = sequential_steps(params, config, images, noise["what"], noise.get("where"))
+        if config.z_where == "stochastic":
+            steps["kl_where_steps"] = where_kl(steps["where_location"], steps["where_logsd"], config)
         if config.pres_estimator == "enumerate":
             return _enumerated_terms(steps, steps["canvases"], images, config, prior)
         if config.pres_estimator == "reinforce":
@@ -98,13 +106,18 @@ def batch_sums(params, images, noise, config, temperature, pres_prior=None):
         return _relaxed_terms(steps, error, config, prior)
     post = encode(params, config, images)
     post["z_what"] = post["what_mean"] + np.exp(0.5 * post["what_logvar"]) * noise["what"]
+    log_scale, shift = post["log_scale"], post["shift"]
+    if config.z_where == "stochastic":
+        location = np.concatenate([log_scale[..., None], shift], axis=-1)
+        post["kl_where_steps"] = where_kl(location, post["where_logsd"], config)
+        log_scale, shift = sample_where(post, config, noise["where"])
     if config.pres_estimator != "relaxed":
-        canvases = render(params, config, post["z_what"], post["log_scale"], post["shift"])
+        canvases = render(params, config, post["z_what"], log_scale, shift)
         if config.pres_estimator == "enumerate":
             return _enumerated_terms(post, canvases, images, config, prior)
         return _reinforce_terms(params, post, canvases, images, noise, config, prior)
     gates = _relaxed_gates(post["pres_logit"], noise, temperature)
-    error = reconstruct(params, config, gates, post["z_what"], post["log_scale"], post["shift"]) - images
+    error = reconstruct(params, config, gates, post["z_what"], log_scale, shift) - images
     return _relaxed_terms(post, error, config, prior)
 
 
@@ -145,7 +158,10 @@ def _relaxed_terms(post, error, config, prior):
     recon = np.sum(error * error)
     if config.likelihood != "sse":
         recon = np.sum(_negative_log_likelihood(np.sum(error * error, axis=(1, 2)), config))
-    return {"recon": recon, "kl_what": kl_what, "kl_pres": kl_pres}
+    terms = {"recon": recon, "kl_what": kl_what, "kl_pres": kl_pres}
+    if "kl_where_steps" in post:
+        terms["kl_where"] = np.sum(post["kl_where_steps"])
+    return terms
 
 
 def _enumerated_terms(post, canvases, images, config, prior, recon=True):
@@ -165,8 +181,11 @@ def _enumerated_terms(post, canvases, images, config, prior, recon=True):
     q_count = np.exp(log_q_count)
     log_p_count = numpy.log(prior_count_probs(prior)).astype(config.dtype)
     kl_what_steps = np.sum(mean * mean + np.exp(logvar) - logvar - 1.0, axis=2)  # (B, T), twice the KL
-    terms = {"kl_what": 0.5 * np.sum(np.exp(log_present) * kl_what_steps),
+    present = np.exp(log_present)
+    terms = {"kl_what": 0.5 * np.sum(present * kl_what_steps),
              "kl_pres": np.sum(q_count * (log_q_count - log_p_count))}
+    if "kl_where_steps" in post:
+        terms["kl_where"] = np.sum(present * post["kl_where_steps"])
     if recon:
         # error[:, n - 1] = (first n steps) - x, for n = 1..T; with n = 0 the error is the image itself.
         error = np.cumsum(canvases.reshape(b, t, size * size), axis=1) - images.reshape(b, 1, size * size)

@@ -68,6 +68,73 @@ def step_times(config, batch_size, repeats, warmup=20):
     return figures
 
 
+def training_step_time(config, batch_size, repeats, warmup=3):
+    """Median seconds of one training step (gradient + Adam) of any config, as air.train runs it."""
+    from autograd.differential_operators import grad
+    import air
+    from air.objective import prior_schedule
+    from air.optim import adam_init, adam_update
+    from air.train import _objective, learning_rates
+    from air.tree import Layout
+
+    rng = np.random.default_rng(0)
+    params = air.init_params(rng, config)
+    images = rng.random((batch_size, config.canvas_size, config.canvas_size)).astype(config.dtype)
+    noise = air.sample_noise(rng, config, batch_size)
+    layout = Layout(params)
+    prior = prior_schedule(config, 0, 1)
+    gradient = grad(lambda flat: _objective(flat, layout, images, noise, config, 0.5, 1.0, prior)[0])
+    rates = learning_rates(config, layout)
+    state = adam_init(layout.flatten(params))
+    times = []
+    for i in range(warmup + repeats):
+        start = time.perf_counter()
+        state = adam_update(state, gradient(state["params"]), rates)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def scaling(presets, batch_sizes, canvas_sizes, repeats, plot_path=None):
+    """Per-step time of each preset against batch size (at its own canvas) and canvas size (at batch 32)."""
+    import air
+    rows = []
+    for name in presets:
+        base = air.preset(name)
+        for batch in batch_sizes:
+            rows.append((name, base.canvas_size, batch, training_step_time(base, batch, repeats)))
+        for canvas in canvas_sizes:
+            if canvas != base.canvas_size and canvas >= base.window_size:
+                config = dataclasses.replace(base, canvas_size=canvas)
+                rows.append((name, canvas, 32, training_step_time(config, 32, repeats)))
+    if plot_path is not None:
+        _plot_scaling(rows, presets, plot_path)
+    return rows
+
+
+def _plot_scaling(rows, presets, path):
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(9, 3.6))
+    by_batch, by_canvas = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for name in presets:
+        own = [r for r in rows if r[0] == name]
+        canvas0 = own[0][1]
+        batch_rows = sorted((r[2], r[3]) for r in own if r[1] == canvas0)
+        canvas_rows = sorted((r[1], r[3]) for r in own if r[2] == 32)
+        by_batch.plot(*zip(*[(b, 1e3 * t) for b, t in batch_rows]), "o-", label=f"{name} ({canvas0}x{canvas0})")
+        by_canvas.plot(*zip(*[(c, 1e3 * t) for c, t in canvas_rows]), "o-", label=name)
+    for ax, xlabel, title in ((by_batch, "batch size", "per step vs batch size"),
+                              (by_canvas, "canvas side (pixels)", "per step vs canvas, batch 32")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("ms per training step")
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def seed_runs(seeds, preset, train_args=()):
     """Wall time (outside the process) and metrics of `python -m experiments.train` for each seed."""
     results = []
@@ -94,6 +161,9 @@ def main(argv=None):
     parser.add_argument("--train-args", default="", help="extra flags for the end-to-end runs, e.g. '--lr 1e-3'")
     parser.add_argument("--skip-steps", action="store_true", help="only the end-to-end runs")
     parser.add_argument("--skip-runs", action="store_true", help="only the step timings")
+    parser.add_argument("--scaling", action="store_true",
+                        help="only the per-step time of every preset against batch and canvas size (table + plot)")
+    parser.add_argument("--plot", default="docs/scaling.png", help="where --scaling saves its plot")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
 
@@ -101,6 +171,16 @@ def main(argv=None):
     from air.runtime import tune_allocator
     tune_allocator()
     base = air.preset(args.preset)
+    if args.scaling:
+        from air.config import PRESETS
+        rows = scaling(sorted(PRESETS), (8, 16, 32, 64), (32, 48, 64), repeats=max(5, args.repeats // 30),
+                       plot_path=args.plot)
+        print("| preset | canvas | batch | ms per step |")
+        print("| --- | --- | --- | --- |")
+        for name, canvas, batch, seconds in rows:
+            print(f"| {name} | {canvas} | {batch} | {1e3 * seconds:.1f} |")
+        print(f"plot: {args.plot}")
+        return 0
     if not args.skip_steps:
         print(f"training step, batch 32, one thread, median of {args.repeats} (gradient + Adam):")
         rows = {}
