@@ -1,8 +1,9 @@
 """AIR's inference network and generative model (Eslami et al., NIPS 2016), in the seed's reduced form.
 
 Inference: a global MLP reads the whole scene once; T linear heads read its features and give, for every
-step t, the z_pres logit, z_where = (log s, tx, ty) and the mean and log-variance of z_what. The paper's
-recurrent network is a later switch; the seed's per-step heads are the default.
+step t, the z_pres logit, z_where = (log s, tx, ty) and the mean and log-variance of z_what (the seed's
+network, the default). Switches: an LSTM over the steps fed the image (the paper's AIR) or what earlier
+steps left unexplained (DAIR); z_what from a glimpse cropped at z_where; a stochastic z_where.
 
 Generation: each step's z_what is decoded by an MLP to a P x P window, which the spatial transformer places
 on the canvas at z_where. Step t is gated by the cumulative presence z_pres_1 ... z_pres_t, so a step

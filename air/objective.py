@@ -1,4 +1,4 @@
-"""The seed's negative ELBO with Gumbel-sigmoid z_pres, as a deterministic function of its noise.
+"""The negative ELBO, as a deterministic function of its noise: the seed's, and the paper's variants.
 
     L = recon_weight * sum_pixels (recon - x)^2                       (= 1024 * MSE on a 32x32 canvas)
       + kl_what_weight * sum_t KL( N(mu_t, exp(lv_t)) || N(0, I) )
@@ -6,8 +6,10 @@
 
 averaged over the batch. z_pres_t = sigmoid((logit_t + g_t) / temperature) with logistic noise g_t
 (the binary Concrete / Gumbel-sigmoid relaxation, Maddison et al. 2017, Jang et al. 2017), and step t
-is gated by z_pres_1 ... z_pres_t. All randomness comes in through `noise`, drawn outside by
-`sample_noise`, so `loss` can be checked against finite differences.
+is gated by z_pres_1 ... z_pres_t. Switches (air.config) replace the relaxation by an exact sum over the
+T + 1 counts or by REINFORCE with an NVIL baseline, the priors and likelihood by the paper's, and add a
+stochastic z_where. All randomness comes in through `noise`, drawn outside by `sample_noise`, so `loss`
+can be checked against finite differences.
 """
 import math
 
@@ -87,10 +89,13 @@ def prior_schedule(config, step, total_steps):
 
 
 def batch_sums(params, images, noise, config, temperature, pres_prior=None):
-    """The three terms of the negative ELBO summed over the batch: a dict with recon, kl_what, kl_pres.
+    """The terms of the negative ELBO summed over the batch: a dict with recon, kl_what, kl_pres, and kl_where
+    for a stochastic z_where; with REINFORCE also "surrogate", the score-function term (objective_total).
 
-    Written for the number of operations autograd records (a few microseconds each, more than the
-    arithmetic on these small arrays), with every rewrite exact in real arithmetic.
+    config.inference picks the network (global heads or an LSTM over steps), config.pres_estimator how z_pres
+    is handled (relaxed, enumerated, or sampled with REINFORCE). The seed's path (global, relaxed) is written
+    for the number of operations autograd records (a few microseconds each, more than the arithmetic on
+    these small arrays), with every rewrite exact in real arithmetic.
     """
     prior = numpy.asarray(config.pres_prior if pres_prior is None else pres_prior, dtype=config.dtype)
     if config.inference != "global":
