@@ -31,50 +31,12 @@ def hand_gradient_module():
     return module
 
 
-def step_times(config, batch_size, repeats, warmup=20):
-    """Median seconds of one training step for the autograd path and the hand-derived one."""
-    from autograd.differential_operators import grad
-    import air
-    from air.optim import adam_init, adam_update
-    from air.train import _objective
-    from air.tree import Layout
-
-    rng = np.random.default_rng(0)
-    params = air.init_params(rng, config)
-    images = rng.random((batch_size, config.canvas_size, config.canvas_size)).astype(config.dtype)
-    noise = air.sample_noise(rng, config, batch_size)
-    layout = Layout(params)
-    autograd_step = grad(lambda flat: _objective(flat, layout, images, noise, config, 0.5, 1.0)[0])
-    hand = hand_gradient_module()
-
-    def autograd_path(state):
-        return adam_update(state, autograd_step(state["params"]), config.lr)
-
-    def hand_path(state):
-        _, grads = hand.loss_and_grad(layout.unflatten(state["params"]), images, noise, config, 0.5)
-        return adam_update(state, layout.flatten(grads), config.lr)
-
-    figures = {}
-    for name, step in (("autograd", autograd_path), ("hand", hand_path)):
-        state = adam_init(layout.flatten(params))
-        for _ in range(warmup):
-            state = step(state)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            state = step(state)
-            times.append(time.perf_counter() - start)
-        figures[name] = float(np.median(times))
-    return figures
-
-
-def training_step_time(config, batch_size, repeats, warmup=3):
-    """Median seconds of one training step (gradient + Adam) of any config, as air.train runs it."""
+def _problem(config, batch_size):
+    """Parameters, random images and noise of one batch, the flat layout, and the training gradient."""
     from autograd.differential_operators import grad
     import air
     from air.objective import prior_schedule
-    from air.optim import adam_init, adam_update
-    from air.train import _objective, learning_rates
+    from air.train import _objective
     from air.tree import Layout
 
     rng = np.random.default_rng(0)
@@ -84,16 +46,46 @@ def training_step_time(config, batch_size, repeats, warmup=3):
     layout = Layout(params)
     prior = prior_schedule(config, 0, 1)
     gradient = grad(lambda flat: _objective(flat, layout, images, noise, config, 0.5, 1.0, prior)[0])
-    rates = learning_rates(config, layout)
-    state = adam_init(layout.flatten(params))
+    return params, images, noise, layout, gradient
+
+
+def _median_step(step, state, warmup, repeats):
+    """Median seconds of `state = step(state)` after `warmup` untimed calls."""
     times = []
     for i in range(warmup + repeats):
         start = time.perf_counter()
         with np.errstate(over="ignore"):  # as in air.train: tanh's backward overflows to the right zero
-            state = adam_update(state, gradient(state["params"]), rates)
+            state = step(state)
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def step_times(config, batch_size, repeats, warmup=20):
+    """Median seconds of one training step for the autograd path and the hand-derived one."""
+    from air.optim import adam_init, adam_update
+    params, images, noise, layout, gradient = _problem(config, batch_size)
+    hand = hand_gradient_module()
+
+    def autograd_path(state):
+        return adam_update(state, gradient(state["params"]), config.lr)
+
+    def hand_path(state):
+        _, grads = hand.loss_and_grad(layout.unflatten(state["params"]), images, noise, config, 0.5)
+        return adam_update(state, layout.flatten(grads), config.lr)
+
+    return {name: _median_step(step, adam_init(layout.flatten(params)), warmup, repeats)
+            for name, step in (("autograd", autograd_path), ("hand", hand_path))}
+
+
+def training_step_time(config, batch_size, repeats, warmup=3):
+    """Median seconds of one training step (gradient + Adam) of any config, as air.train runs it."""
+    from air.optim import adam_init, adam_update
+    from air.train import learning_rates
+    params, _, _, layout, gradient = _problem(config, batch_size)
+    rates = learning_rates(config, layout)
+    return _median_step(lambda state: adam_update(state, gradient(state["params"]), rates),
+                        adam_init(layout.flatten(params)), warmup, repeats)
 
 
 def scaling(presets, batch_sizes, canvas_sizes, repeats, plot_path=None):
