@@ -173,3 +173,12 @@ def test_gaussian_likelihood(setting):
     relaxed_sse = dataclasses.replace(relaxed, likelihood="sse")
     assert air.elbo_terms(params, images, noise, relaxed, 0.5)["recon"] == pytest.approx(
         air.elbo_terms(params, images, noise, relaxed_sse, 0.5)["recon"] / 0.18 + 512 * np.log(2 * np.pi * 0.09))
+
+
+@pytest.mark.parametrize("estimator", ["relaxed", "enumerate"])
+def test_paper_prior_and_likelihood_pass_the_gradient_check(setting, seeded_global_random, estimator):
+    from autograd.test_util import check_grads
+    config, params, images, noise = setting
+    config = dataclasses.replace(config, pres_estimator=estimator, count_prior="geometric", likelihood="gaussian")
+    check_grads(lambda p: air.loss(p, images, noise, config, 0.5, pres_prior=(0.05,) * 3),
+                modes=["rev"], order=1)(params)
