@@ -71,6 +71,8 @@ class Config:
     n_epochs: int = 8  # passes over the training scenes
     batch_size: int = 32  # scenes per gradient step
     lr: float = 2e-3  # Adam learning rate
+    lr_schedule: str = "constant"  # "constant" (the seed) | "cosine": decays to lr * lr_final over the run
+    lr_final: float = 0.05  # with the cosine schedule, the last step's learning rate as a fraction of lr
     adam_betas: tuple = (0.9, 0.999)  # Adam's decay rates for the first and second moments
     adam_eps: float = 1e-8  # Adam's denominator offset
     seed: int = 0  # seeds the training scenes, the initial parameters and the training noise
@@ -97,7 +99,8 @@ CHOICES = {"dtype": ("float32", "float64"), "count_rule": ("logit", "cumulative"
            "pres_kl": ("forward", "reverse"), "pres_estimator": ("relaxed", "enumerate", "reinforce"),
            "scenes": ("fixed", "streaming"), "inference": ("global", "recurrent", "residual"),
            "count_prior": ("independent", "geometric"), "likelihood": ("sse", "gaussian"),
-           "object_encoder": ("global", "glimpse"), "z_where": ("deterministic", "stochastic")}
+           "object_encoder": ("global", "glimpse"), "z_where": ("deterministic", "stochastic"),
+           "lr_schedule": ("constant", "cosine")}
 
 
 def _require(condition, name, problem):
@@ -144,6 +147,7 @@ def validate(c):
     _require(len(c.where_prior_mean) == 3, "where_prior_mean", f"needs (log s, tx, ty), got {c.where_prior_mean}")
     _require(len(c.where_prior_sd) == 3 and all(v > 0 for v in c.where_prior_sd), "where_prior_sd",
              f"needs three positive standard deviations, got {c.where_prior_sd}")
+    _require(0 < c.lr_final <= 1, "lr_final", f"must lie in (0, 1], got {c.lr_final}")
     for name in ("prior_start", "prior_end"):
         _require(0 < getattr(c, name) < 1, name, f"must lie strictly between 0 and 1, got {getattr(c, name)}")
     for name in ("log_scale_range", "what_logvar_range"):

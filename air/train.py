@@ -62,6 +62,14 @@ def temperature(config, step, total_steps):
     return config.temp_start + (config.temp_end - config.temp_start) * frac
 
 
+def lr_factor(config, step, total_steps):
+    """The learning rate's multiplier at `step`: 1, or a cosine from 1 down to config.lr_final at the last step."""
+    if config.lr_schedule == "constant":
+        return 1.0
+    frac = step / max(1, total_steps - 1)
+    return config.lr_final + (1.0 - config.lr_final) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
 def kl_scale(config, epoch):
     """The seed's KL warm-up: both KL weights scaled by (epoch + 1) / kl_warmup_epochs until it reaches 1."""
     return 1.0 if config.kl_warmup_epochs == 0 else min(1.0, (epoch + 1) / config.kl_warmup_epochs)
@@ -142,7 +150,9 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
                 with np.errstate(over="ignore"):
                     grads, terms = _gradient_and_terms(adam["params"], layout, batch, noise, config, temp, kl, prior)
                 _check_finite(terms["loss"], grads, step, epoch, out if checkpoint_written else None)
-                adam = adam_update(adam, grads, rates, config.adam_betas, config.adam_eps)
+                factor = lr_factor(config, step, total_steps)
+                adam = adam_update(adam, grads, rates if factor == 1.0 else rates * factor, config.adam_betas,
+                                   config.adam_eps)
                 for k in sums:
                     sums[k] += float(terms[k])
                 step += 1

@@ -131,7 +131,7 @@ def test_loss_is_deterministic_in_its_arguments(tiny_config):
 
 
 @pytest.mark.parametrize("changes", [
-    {"pres_estimator": "enumerate"},
+    {"pres_estimator": "enumerate", "lr_schedule": "cosine"},
     {"inference": "recurrent", "rnn_hidden": 16},
     {"inference": "residual", "rnn_hidden": 16, "pres_estimator": "enumerate", "count_prior": "geometric",
      "likelihood": "gaussian", "scenes": "streaming"},
@@ -147,3 +147,11 @@ def test_every_preset_trains_a_few_steps_without_nan(name, mnist):
     config = dataclasses.replace(air.preset(name), n_train=16, n_val=8, n_test=8, n_epochs=2, batch_size=8)
     metrics = run(config, mnist)
     assert metrics["n_steps"] == 4 and all(np.isfinite(h["loss"]) for h in metrics["history"])
+
+
+def test_cosine_learning_rate_schedule(tiny_config):
+    config = dataclasses.replace(tiny_config, lr_schedule="cosine", lr_final=0.1)
+    assert air_train.lr_factor(config, 0, 101) == pytest.approx(1.0)
+    assert air_train.lr_factor(config, 50, 101) == pytest.approx(0.55)
+    assert air_train.lr_factor(config, 100, 101) == pytest.approx(0.1)
+    assert air_train.lr_factor(tiny_config, 100, 101) == 1.0
