@@ -24,13 +24,14 @@ def write_json(path, value):
     write_atomically(path, lambda f: f.write((json.dumps(value, indent=2, allow_nan=True) + "\n").encode()))
 
 
-def save_checkpoint(path, *, params, best_params, adam, rng_state, config, history, epoch, best, complete):
+def save_checkpoint(path, *, params, best_params, adam, rng_state, config, history, epoch, best, complete,
+                    signal_stats=None):
     """Write the training state to `path` (a .npz file) atomically."""
     arrays = {f"params/{k}": v for k, v in leaves(params)}
     arrays.update({f"best_params/{k}": v for k, v in leaves(best_params)})
     arrays.update({"adam/m": adam["m"], "adam/v": adam["v"], "adam/step": np.array(adam["step"])})
     meta = {"format_version": FORMAT_VERSION, "epoch": epoch, "best": best, "complete": complete,
-            "rng_state": rng_state, "history": history}
+            "rng_state": rng_state, "history": history, "signal_stats": signal_stats}
     arrays["meta"] = np.array(json.dumps(meta))
     arrays["config"] = np.array(config.to_json())
     write_atomically(path, lambda f: np.savez(f, **arrays))

@@ -55,6 +55,8 @@ class Config:
     pres_estimator: str = "relaxed"  # z_pres: "relaxed" Gumbel-sigmoid (the seed) | "enumerate" the T + 1 counts summed out exactly | "reinforce" binary samples, NVIL
     baseline_hidden: int = 100  # hidden width of REINFORCE's baseline MLP
     baseline_lr: float = 1e-2  # Adam learning rate of the baseline (NVIL trains it faster than the model)
+    signal_norm: str = "none"  # REINFORCE's learning signal: "none" | "running": centred and scaled by running stats (NVIL)
+    signal_decay: float = 0.9  # decay of those running mean and variance
     pres_kl: str = "forward"  # "forward" KL(q || p), the seed's stated ELBO | "reverse" KL(p || q), gradient q - p as the seed's code
     pres_prior: tuple = (0.5, 0.4, 0.2)  # p_t, the prior probability that step t is present (one per step)
     count_prior: str = "independent"  # "independent" per-step pres_prior (the seed) | "geometric" p(n) ~ rho^n, rho annealed
@@ -100,7 +102,7 @@ CHOICES = {"dtype": ("float32", "float64"), "count_rule": ("logit", "cumulative"
            "scenes": ("fixed", "streaming"), "inference": ("global", "recurrent", "residual"),
            "count_prior": ("independent", "geometric"), "likelihood": ("sse", "gaussian"),
            "object_encoder": ("global", "glimpse"), "z_where": ("deterministic", "stochastic"),
-           "lr_schedule": ("constant", "cosine")}
+           "lr_schedule": ("constant", "cosine"), "signal_norm": ("none", "running")}
 
 
 def _require(condition, name, problem):
@@ -148,6 +150,7 @@ def validate(c):
     _require(len(c.where_prior_sd) == 3 and all(v > 0 for v in c.where_prior_sd), "where_prior_sd",
              f"needs three positive standard deviations, got {c.where_prior_sd}")
     _require(0 < c.lr_final <= 1, "lr_final", f"must lie in (0, 1], got {c.lr_final}")
+    _require(0 <= c.signal_decay < 1, "signal_decay", f"must lie in [0, 1), got {c.signal_decay}")
     for name in ("prior_start", "prior_end"):
         _require(0 < getattr(c, name) < 1, name, f"must lie strictly between 0 and 1, got {getattr(c, name)}")
     for name in ("log_scale_range", "what_logvar_range"):

@@ -44,7 +44,7 @@ def elbo_terms(params, images, noise, config, temperature, pres_prior=None):
     """Batch means of the three terms of the negative ELBO: a dict with recon, kl_what, kl_pres."""
     b = images.shape[0]
     sums = batch_sums(params, images, noise, config, temperature, pres_prior)
-    return {name: total / b for name, total in sums.items()}
+    return {name: sums[name] / b for name in ("recon", "kl_what", "kl_pres", "kl_where") if name in sums}
 
 
 def combine(terms, config, kl_scale=1.0):
@@ -58,14 +58,15 @@ def combine(terms, config, kl_scale=1.0):
     return total
 
 
-def loss(params, images, noise, config, temperature, kl_scale=1.0, pres_prior=None):
+def loss(params, images, noise, config, temperature, kl_scale=1.0, pres_prior=None, signal_stats=None):
     """The batch-mean negative ELBO (a scalar), deterministic in all its arguments.
 
     pres_prior (one probability per step) replaces config.pres_prior, for a prior annealed during training
-    (see prior_schedule).
+    (see prior_schedule); signal_stats = (mean, sd) normalises REINFORCE's learning signal (NVIL's running
+    centring and scaling, kept by the trainer).
     """
     # combine() is linear, so the batch mean is taken once, after it (two fewer recorded operations).
-    sums = batch_sums(params, images, noise, config, temperature, pres_prior)
+    sums = batch_sums(params, images, noise, config, temperature, pres_prior, signal_stats)
     return objective_total(sums, config, kl_scale) / images.shape[0]
 
 
@@ -88,7 +89,7 @@ def prior_schedule(config, step, total_steps):
     return (rho,) * config.max_steps
 
 
-def batch_sums(params, images, noise, config, temperature, pres_prior=None):
+def batch_sums(params, images, noise, config, temperature, pres_prior=None, signal_stats=None):
     """The terms of the negative ELBO summed over the batch: a dict with recon, kl_what, kl_pres, and kl_where
     for a stochastic z_where; with REINFORCE also "surrogate", the score-function term (objective_total).
 
@@ -105,7 +106,7 @@ def batch_sums(params, images, noise, config, temperature, pres_prior=None):
         if config.pres_estimator == "enumerate":
             return _enumerated_terms(steps, steps["canvases"], images, config, prior)
         if config.pres_estimator == "reinforce":
-            return _reinforce_terms(params, steps, steps["canvases"], images, noise, config, prior)
+            return _reinforce_terms(params, steps, steps["canvases"], images, noise, config, prior, signal_stats)
         gates = _relaxed_gates(steps["pres_logit"], noise, temperature)
         error = compose(gates, steps["canvases"]) - images
         return _relaxed_terms(steps, error, config, prior)
@@ -120,7 +121,7 @@ def batch_sums(params, images, noise, config, temperature, pres_prior=None):
         canvases = render(params, config, post["z_what"], log_scale, shift)
         if config.pres_estimator == "enumerate":
             return _enumerated_terms(post, canvases, images, config, prior)
-        return _reinforce_terms(params, post, canvases, images, noise, config, prior)
+        return _reinforce_terms(params, post, canvases, images, noise, config, prior, signal_stats)
     gates = _relaxed_gates(post["pres_logit"], noise, temperature)
     error = reconstruct(params, config, gates, post["z_what"], log_scale, shift) - images
     return _relaxed_terms(post, error, config, prior)
@@ -200,7 +201,7 @@ def _enumerated_terms(post, canvases, images, config, prior, recon=True):
     return terms
 
 
-def _reinforce_terms(params, post, canvases, images, noise, config, prior):
+def _reinforce_terms(params, post, canvases, images, noise, config, prior, signal_stats=None):
     """The terms with exactly binary z_pres samples and a score-function gradient (NVIL, Mnih & Gregor 2014).
 
     z_pres_t = [u_t < q_t] with the uniforms noise["pres"], gated cumulatively, so the scene holds the first n
@@ -210,7 +211,10 @@ def _reinforce_terms(params, post, canvases, images, noise, config, prior):
     gradient is the score-function estimate, unbiased for any baseline. The baseline (params["baseline"],
     its own learning rate) regresses c by squared error on the image. As in Kosiorek's analytic mode, the
     count KL is exact over n = 0..T and the z_what KL is weighted by each step's presence probability, so
-    only the reconstruction needs the score function.
+    only the reconstruction needs the score function. With signal_stats = (mean, sd), the signal is centred
+    and divided by max(1, sd) (NVIL, Mnih & Gregor 2014, Sec. 3.3): a constant shift is one more baseline
+    and a positive scale only rescales the step, so the direction stays unbiased. The batch's raw signal
+    mean and variance come back as "signal_mean" and "signal_var" (plain numbers) for the running stats.
     """
     b, t, size = images.shape[0], config.max_steps, config.canvas_size
     logit = post["pres_logit"]
@@ -224,9 +228,11 @@ def _reinforce_terms(params, post, canvases, images, noise, config, prior):
     sampled = numpy.arange(t + 1) == count[:, None]  # one-hot of each scene's count
     log_q_sample = np.sum(log_q_count * sampled, axis=1)
     baseline = mlp(params["baseline"], images.reshape(b, size * size)).reshape(b)
-    signal = getval(cost) - getval(baseline)
+    raw = getval(cost) - getval(baseline)
+    signal = raw if signal_stats is None else (raw - signal_stats[0]) / max(1.0, signal_stats[1])
     surrogate = np.sum(signal * log_q_sample) + np.sum((getval(cost) - baseline) ** 2)
-    terms.update(recon=np.sum(cost) / config.recon_weight, surrogate=surrogate)
+    terms.update(recon=np.sum(cost) / config.recon_weight, surrogate=surrogate,
+                 signal_mean=float(numpy.mean(raw)), signal_var=float(numpy.var(raw)))
     return terms
 
 

@@ -79,12 +79,13 @@ def steps_per_epoch(config):
     return config.n_train // config.batch_size  # the seed drops the last partial batch
 
 
-def _objective(flat, layout, images, noise, config, temp, kl, pres_prior=None):
-    """The loss of a flat parameter vector, and its terms as plain floats for logging."""
+def _objective(flat, layout, images, noise, config, temp, kl, pres_prior=None, signal_stats=None):
+    """The loss of a flat parameter vector, and its terms as plain floats for logging (batch means)."""
     b = images.shape[0]
-    sums = batch_sums(layout.unflatten(flat), images, noise, config, temp, pres_prior)
+    sums = batch_sums(layout.unflatten(flat), images, noise, config, temp, pres_prior, signal_stats)
     total = objective_total(sums, config, kl) / b  # linear in the sums: one batch mean, after it
-    terms = {k: getval(v) / b for k, v in sums.items() if k != "surrogate"}
+    terms = {k: getval(v) / b for k, v in sums.items() if k in ("recon", "kl_what", "kl_pres", "kl_where")}
+    terms.update({k: v for k, v in sums.items() if k.startswith("signal_")})  # already per-scene statistics
     return total, {"loss": getval(combine(sums, config, kl)) / b, **terms}
 
 
@@ -112,6 +113,7 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
         rng = np.random.default_rng()
         rng.bit_generator.state = state["rng_state"]
         history, first_epoch = state["history"], state["epoch"] + 1
+        signal_stats = state.get("signal_stats")
         wall_offset = history[-1]["wall_s"] if history else 0.0
     else:
         params = init_params(np.random.default_rng(_seeds(config)["init"]), config)
@@ -120,6 +122,7 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
         best = {"val_count_acc": -1.0, "epoch": -1, "params": adam["params"].copy()}
         rng = np.random.default_rng(_seeds(config)["noise"])
         history, first_epoch, wall_offset = [], 0, 0.0
+        signal_stats = None
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             write_json(out / "config.json", dataclasses.asdict(config))
@@ -148,8 +151,11 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
                 # tanh's backward pass divides by cosh(x)^2, which overflows to inf for large |x| and gives the
                 # right zero; the finiteness check below catches what matters, so numpy need not warn.
                 with np.errstate(over="ignore"):
-                    grads, terms = _gradient_and_terms(adam["params"], layout, batch, noise, config, temp, kl, prior)
+                    grads, terms = _gradient_and_terms(adam["params"], layout, batch, noise, config, temp, kl, prior,
+                                                       signal_stats if config.signal_norm == "running" else None)
                 _check_finite(terms["loss"], grads, step, epoch, out if checkpoint_written else None)
+                if "signal_mean" in terms:
+                    signal_stats = _running_signal_stats(signal_stats, terms, config.signal_decay)
                 factor = lr_factor(config, step, total_steps)
                 adam = adam_update(adam, grads, rates if factor == 1.0 else rates * factor, config.adam_betas,
                                    config.adam_eps)
@@ -176,7 +182,7 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
                                 best_params=layout.unflatten(best["params"]), adam=adam,
                                 rng_state=rng.bit_generator.state, config=config, history=history, epoch=epoch,
                                 best={k: v for k, v in best.items() if k != "params"},
-                                complete=epoch + 1 == config.n_epochs)
+                                complete=epoch + 1 == config.n_epochs, signal_stats=signal_stats)
                 checkpoint_written = True
     except NonFiniteError as error:
         if out is not None:
@@ -223,6 +229,16 @@ def learning_rates(config, layout):
             rates[start:start + size] = config.baseline_lr
         start += size
     return rates
+
+
+def _running_signal_stats(stats, terms, decay):
+    """NVIL's running (mean, sd) of REINFORCE's learning signal, updated with this batch's; the first batch
+    sets them."""
+    if stats is None:
+        return (terms["signal_mean"], math.sqrt(terms["signal_var"]))
+    mean = decay * stats[0] + (1 - decay) * terms["signal_mean"]
+    var = decay * stats[1] ** 2 + (1 - decay) * terms["signal_var"]
+    return (mean, math.sqrt(var))
 
 
 def _check_finite(loss, grads, step, epoch, checkpoint_dir):

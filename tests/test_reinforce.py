@@ -16,7 +16,8 @@ def config_for(estimator, **changes):
                                what_dim=4, baseline_hidden=8, pres_estimator=estimator, **changes)
 
 
-def test_reinforce_gradient_is_unbiased_against_exact_enumeration():
+@pytest.mark.parametrize("signal_stats", [None, (40.0, 1.0)])  # centring by a constant is one more baseline
+def test_reinforce_gradient_is_unbiased_against_exact_enumeration(signal_stats):
     """Averaged over many binary samples (same z_what noise), the REINFORCE gradient of the heads' biases
     equals the gradient of the enumerated objective, whose count expectation is exact."""
     reinforce, enumerate_ = config_for("reinforce"), config_for("enumerate")
@@ -39,7 +40,8 @@ def test_reinforce_gradient_is_unbiased_against_exact_enumeration():
     for _ in range(chunks):
         noise["pres"] = rng.uniform(size=(2 * replicas, 3))
         # loss is a batch mean, so the replicas' mean gradient is each replica's estimate averaged; x2 images
-        estimates.append(autograd.grad(air.loss)(params, tiled, noise, reinforce, 0.5)["heads"]["b"])
+        estimates.append(autograd.grad(air.loss)(params, tiled, noise, reinforce, 0.5,
+                                                 signal_stats=signal_stats)["heads"]["b"])
     estimates = np.array(estimates)
     mean, standard_error = estimates.mean(axis=0), estimates.std(axis=0, ddof=1) / np.sqrt(chunks)
     assert np.all(np.abs(mean - exact) <= 4 * standard_error + 1e-6 * np.abs(exact).max())
@@ -104,3 +106,11 @@ def test_baseline_learns_and_moves(tiny_config, mnist):
     x = datasets.val.images.reshape(len(datasets.val), -1)
     # the baseline's prediction moved towards the reconstruction costs' scale (it starts near 0)
     assert abs(mlp(last, x).mean()) > 5 * abs(mlp(first, x).mean())
+
+
+def test_running_signal_statistics():
+    from air.train import _running_signal_stats
+    stats = _running_signal_stats(None, {"signal_mean": 10.0, "signal_var": 4.0}, 0.9)
+    assert stats == (10.0, 2.0)
+    stats = _running_signal_stats(stats, {"signal_mean": 20.0, "signal_var": 16.0}, 0.9)
+    assert stats[0] == pytest.approx(11.0) and stats[1] == pytest.approx(np.sqrt(0.9 * 4 + 0.1 * 16))
