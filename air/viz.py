@@ -321,11 +321,16 @@ def attention_figure(params, config, scenes, per_count=4, title="Attention steps
     return board.fig
 
 
-def reconstruction_figure(params, config, scenes, per_count=2):
-    """Per picked scene: the input, the reconstruction, each step's gated contribution and the residual."""
+def _picked_and_inferred(params, config, scenes, per_count):
+    """The picked scenes' indices, their images, and air.infer's reading of them."""
     indices = pick_scenes(scenes.counts, per_count)
     images = scenes.images[indices]
-    out = infer(params, config, images)
+    return indices, images, infer(params, config, images)
+
+
+def reconstruction_figure(params, config, scenes, per_count=2):
+    """Per picked scene: the input, the reconstruction, each step's gated contribution and the residual."""
+    indices, images, out = _picked_and_inferred(params, config, scenes, per_count)
     t_max = config.max_steps
     board = Board(len(indices), 3 + t_max, config.canvas_size, gaps=0.08, row_gap=0.08, top=0.62, left=0.5,
                   right=0.95)
@@ -355,9 +360,7 @@ def reconstruction_figure(params, config, scenes, per_count=2):
 
 def patch_figure(params, config, scenes, per_count=2):
     """Per picked scene and step: the decoded window (P x P) beside the canvas the transformer renders it to."""
-    indices = pick_scenes(scenes.counts, per_count)
-    images = scenes.images[indices]
-    out = infer(params, config, images)
+    indices, images, out = _picked_and_inferred(params, config, scenes, per_count)
     t_max = config.max_steps
     # Each step's window and its placement sit close together; a wider gap separates the steps.
     gaps = [0.22 if c % 2 == 0 else 0.06 for c in range(2 * t_max)]

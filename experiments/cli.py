@@ -75,6 +75,15 @@ def _parse_value(field):
     return parse
 
 
+def add_run_flags(parser, default_out):
+    """The flags every training script shares besides the Config fields: preset, run folder, output."""
+    parser.add_argument("--preset", default="seed", help="named configuration to start from (default: seed)")
+    parser.add_argument("--out", default=None, help=f"run folder (default: {default_out})")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    parser.add_argument("--no-figures", action="store_true", help="skip the six figures at the end of the run")
+
+
 def add_config_flags(parser):
     """One flag per Config field, named after it (kl_what_weight -> --kl-what-weight), default from --preset."""
     group = parser.add_argument_group("model and training (Config fields; defaults from --preset)")

@@ -7,7 +7,8 @@ goes on. Every Config field is a flag, as for experiments.train.
 import sys
 from pathlib import Path
 
-from experiments.cli import Parser, UsageError, add_config_flags, claim_run_folder, config_from_args, load_data, run
+from experiments.cli import (Parser, UsageError, add_config_flags, add_run_flags, claim_run_folder, config_from_args,
+                             load_data, run)
 
 FRAMES = 24  # the default --snapshot-every gives about this many frames, whatever the run's length
 SCENES_PER_COUNT = 2
@@ -15,14 +16,10 @@ SCENES_PER_COUNT = 2
 
 def parse_args(argv):
     parser = Parser(prog="python -m experiments.make_gif", description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="seed", help="named configuration to start from (default: seed)")
-    parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>-seed<seed>-gif)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    add_run_flags(parser, "runs/<preset>-seed<seed>-gif")
     parser.add_argument("--snapshot-every", type=int, default=None, metavar="STEPS",
                         help=f"optimisation steps between frames (default: about {FRAMES} frames in all)")
     parser.add_argument("--fps", type=int, default=6, help="frames per second of the GIF (default: 6)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
-    parser.add_argument("--no-figures", action="store_true", help="skip the static figures of the run")
     add_config_flags(parser)
     return parser.parse_args(argv)
 

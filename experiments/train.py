@@ -7,18 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from experiments.cli import (Parser, UsageError, add_config_flags, claim_run_folder, config_from_args, load_data,
-                             run)
+from experiments.cli import (Parser, UsageError, add_config_flags, add_run_flags, claim_run_folder, config_from_args,
+                             load_data, run)
 
 
 def parse_args(argv):
     parser = Parser(prog="python -m experiments.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="seed", help="named configuration to start from (default: seed)")
-    parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>-seed<seed>)")
+    add_run_flags(parser, "runs/<preset>-seed<seed>")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    parser.add_argument("--overwrite", action="store_true", help="replace a finished or interrupted run in --out")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
-    parser.add_argument("--no-figures", action="store_true", help="skip the figures at the end of the run")
     add_config_flags(parser)
     return parser.parse_args(argv)
 
