@@ -27,6 +27,7 @@ class Config:
     n_val: int = 300  # validation scenes (validation digit pool), scored every epoch for early stopping
     n_test: int = 1000  # test scenes (test digit pool, digits the model never saw), scored once at the end
     scenes: str = "fixed"  # training scenes: "fixed" n_train scenes built once (the seed) | "streaming" fresh ones every batch
+    overlap: str = "allowed"  # digits in a scene: "allowed" to cross (the seed) | "rejected": ink may not pile up (Pyro's scenes)
     eval_seed: int = 1234  # seeds the validation and test scenes, so every training seed is scored on the same ones
 
     # --- model (Eslami et al. 2016, Sec. 2, reduced as the seed describes) -------------------------
@@ -99,7 +100,7 @@ class Config:
 # The string fields and their allowed values (the command line offers them as choices).
 CHOICES = {"dtype": ("float32", "float64"), "count_rule": ("logit", "cumulative", "mode"),
            "pres_kl": ("forward", "reverse"), "pres_estimator": ("relaxed", "enumerate", "reinforce"),
-           "scenes": ("fixed", "streaming"), "inference": ("global", "recurrent", "residual"),
+           "scenes": ("fixed", "streaming"), "overlap": ("allowed", "rejected"), "inference": ("global", "recurrent", "residual"),
            "count_prior": ("independent", "geometric"), "likelihood": ("sse", "gaussian"),
            "object_encoder": ("global", "glimpse"), "z_where": ("deterministic", "stochastic"),
            "lr_schedule": ("constant", "cosine"), "signal_norm": ("none", "running")}

