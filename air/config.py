@@ -61,9 +61,10 @@ class Config:
     pres_kl: str = "forward"  # "forward" KL(q || p), the seed's stated ELBO | "reverse" KL(p || q), gradient q - p as the seed's code
     pres_prior: tuple = (0.5, 0.4, 0.2)  # p_t, the prior probability that step t is present (one per step)
     count_prior: str = "independent"  # "independent" per-step pres_prior (the seed) | "geometric" p(n) ~ rho^n, rho annealed
-    prior_start: float = 0.99  # geometric prior: rho at the first step ...
+    prior_start: float = 0.99  # geometric prior: rho at the first step, held for the first prior_hold of training ...
     prior_end: float = 1e-5  # ... annealed log-linearly to this value ...
     prior_anneal: float = 0.33  # ... over this fraction of the training steps, then held
+    prior_hold: float = 0.0  # fraction of the training steps at prior_start before the anneal (Kosiorek's hold)
     likelihood: str = "sse"  # "sse": recon_weight * sum of squared errors (the seed) | "gaussian" with likelihood_sd per pixel
     likelihood_sd: float = 0.3  # standard deviation of the Gaussian likelihood (0.3 in the paper's setups)
     kl_warmup_epochs: int = 2  # both KL weights ramp up linearly over this many epochs ((e + 1) / n)
@@ -150,6 +151,7 @@ def validate(c):
     _require(len(c.where_prior_mean) == 3, "where_prior_mean", f"needs (log s, tx, ty), got {c.where_prior_mean}")
     _require(len(c.where_prior_sd) == 3 and all(v > 0 for v in c.where_prior_sd), "where_prior_sd",
              f"needs three positive standard deviations, got {c.where_prior_sd}")
+    _require(0 <= c.prior_hold < 1, "prior_hold", f"must lie in [0, 1), got {c.prior_hold}")
     _require(0 < c.lr_final <= 1, "lr_final", f"must lie in (0, 1], got {c.lr_final}")
     _require(0 <= c.signal_decay < 1, "signal_decay", f"must lie in [0, 1), got {c.signal_decay}")
     for name in ("prior_start", "prior_end"):

@@ -80,11 +80,13 @@ def objective_total(sums, config, kl_scale=1.0):
 def prior_schedule(config, step, total_steps):
     """The per-step presence prior at training step `step`: config.pres_prior for the "independent" prior;
     for the "geometric" one, rho for every step (p(n) proportional to rho^n), rho annealed log-linearly from
-    prior_start to prior_end over the first prior_anneal of training, then held (the paper anneals the
-    success probability towards a very small value; Eslami et al. 2016, via Pyro's tutorial)."""
+    prior_start to prior_end over prior_anneal of training, after holding prior_start for the first prior_hold
+    (the paper anneals the success probability towards a very small value, Eslami et al. 2016 via Pyro's
+    tutorial; Kosiorek's reproduction holds it first, so that the decoder learns to draw digits before
+    objects become expensive)."""
     if config.count_prior == "independent":
         return tuple(config.pres_prior)
-    frac = min(1.0, step / max(1.0, config.prior_anneal * total_steps))
+    frac = min(1.0, max(0.0, step - config.prior_hold * total_steps) / max(1.0, config.prior_anneal * total_steps))
     rho = math.exp(math.log(config.prior_start) + frac * (math.log(config.prior_end) - math.log(config.prior_start)))
     return (rho,) * config.max_steps
 

@@ -160,6 +160,10 @@ def test_geometric_prior_is_annealed_log_linearly():
     assert prior_schedule(config, 25, 100)[0] == pytest.approx(np.sqrt(0.9 * 1e-4))
     assert prior_schedule(config, 50, 100) == prior_schedule(config, 99, 100) == pytest.approx((1e-4,) * 3)
     assert prior_schedule(air.preset("seed"), 10, 100) == (0.5, 0.4, 0.2)
+    held = dataclasses.replace(config, prior_hold=0.2)
+    assert prior_schedule(held, 20, 100) == pytest.approx((0.9,) * 3)
+    assert prior_schedule(held, 45, 100)[0] == pytest.approx(np.sqrt(0.9 * 1e-4))
+    assert prior_schedule(held, 70, 100) == pytest.approx((1e-4,) * 3)
 
 
 def test_gaussian_likelihood(setting):
