@@ -1,0 +1,89 @@
+"""experiments.gradcheck and air.gradcheck: the checks pass on every switch, catch a wrong gradient, and say so."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+import air
+from air.gradcheck import check_gradients, problem, step_size_curve
+from experiments import cli, gradcheck
+
+SMALL = dict(canvas_size=12, window_size=6, digit_size=(6, 8), what_dim=3, encoder_hidden=(10,), decoder_hidden=7,
+             rnn_hidden=5, glimpse_hidden=6, baseline_hidden=4)
+SMALL_FLAGS = ["--canvas-size", "12", "--window-size", "6", "--digit-size", "6,8", "--what-dim", "3",
+               "--encoder-hidden", "10", "--decoder-hidden", "7", "--rnn-hidden", "5", "--glimpse-hidden", "6",
+               "--baseline-hidden", "4", "--batch", "3"]
+
+
+def small_problem(**switches):
+    config = dataclasses.replace(air.preset("seed"), **SMALL, **switches)
+    images = np.random.default_rng(0).random((3, 12, 12))
+    return problem(config, images)
+
+
+@pytest.mark.parametrize("switches", [
+    {},
+    dict(inference="residual", object_encoder="glimpse", pres_estimator="enumerate", z_where="stochastic"),
+    dict(inference="recurrent", pres_estimator="reinforce", count_prior="geometric", likelihood="gaussian"),
+])
+def test_autograd_agrees_with_finite_differences(switches):
+    f, g, theta, layout = small_problem(**switches)
+    checks = check_gradients(f, g, theta, layout)
+    assert {c.group for c in checks} >= {"encoder", "decoder", "heads"}
+    worst = max(checks, key=lambda c: c.rel_error)
+    assert worst.rel_error < 1e-6, worst
+
+
+def test_a_wrong_gradient_is_caught():
+    f, g, theta, layout = small_problem()
+    halved = lambda t: g(t) * np.where(np.arange(len(t)) % 2 == 0, 1.0, 0.5)  # half of every odd coordinate
+    failing = {c.group for c in check_gradients(f, halved, theta, layout, n_coordinates=6) if c.rel_error > 1e-3}
+    assert failing == {"encoder", "decoder", "heads"}
+
+
+def test_the_error_against_step_size_is_v_shaped():
+    f, g, theta, layout = small_problem()
+    steps = np.logspace(-1, -11, 11)
+    for group, errors in step_size_curve(f, g, theta, layout, steps).items():
+        bottom = int(np.argmin(errors))
+        assert 0 < bottom < len(steps) - 1, (group, errors)  # both large and tiny steps are worse
+        assert errors[bottom] < 1e-7 and errors[0] > 10 * errors[bottom] and errors[-1] > 10 * errors[bottom]
+
+
+def test_unknown_group_is_named():
+    f, g, theta, layout = small_problem()
+    with pytest.raises(ValueError, match="unknown parameter group 'lstm'; this model has"):
+        check_gradients(f, g, theta, layout, groups=["lstm"])
+
+
+def test_cli_prints_a_table_and_the_curve(capsys, tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    plot = tmp_path / "v.png"
+    status = cli.run(gradcheck.main, SMALL_FLAGS + ["--inference", "residual", "--plot", str(plot)])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    for group in ("encoder", "decoder", "heads", "lstm"):
+        assert any(line.split()[:1] == [group] and line.endswith("pass") for line in out.splitlines()), out
+    assert "all groups pass" in out
+    from PIL import Image
+    assert Image.open(plot).size[0] > 300
+
+
+def test_cli_fails_with_status_1_when_a_check_fails(capsys, mnist_dir, monkeypatch):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    # A tolerance no difference can meet: the table must say FAIL and the status must be 1.
+    status = cli.run(gradcheck.main, SMALL_FLAGS + ["--params", "decoder", "--tol", "1e-300", "--no-plot"])
+    out = capsys.readouterr().out
+    assert status == 1 and "FAIL" in out and "FAILED: decoder" in out
+
+
+@pytest.mark.parametrize("argv, problem_text", [
+    (["--params", "lstm"], "--params: unknown parameter group 'lstm'"),
+    (["--eps", "0"], "--eps: must be positive"),
+    (["--batch", "0"], "--batch: must be positive"),
+])
+def test_cli_bad_input_is_one_line(capsys, mnist_dir, monkeypatch, argv, problem_text):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    status = cli.run(gradcheck.main, SMALL_FLAGS + argv + ["--no-plot"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and problem_text in err, err
