@@ -42,7 +42,9 @@ class Config:
     encoder_hidden: tuple = (200, 100)  # global MLP encoder widths, ReLU after each
     what_dim: int = 20  # size of z_what, the appearance code of one object
     window_size: int = 16  # side of the decoded patch that the transformer places on the canvas
-    decoder_hidden: int = 100  # hidden width of the MLP decoder z_what -> patch
+    decoder: str = "mlp"  # z_what -> window: "mlp" (the seed) | "conv": dense to a P/4 grid, then two (upsample x2, 3x3 conv)
+    decoder_hidden: int = 100  # hidden width of the MLP decoder z_what -> patch (and of the conv decoder's dense layer)
+    decoder_channels: tuple = (32, 16)  # conv decoder: channels of its P/4 grid and of its hidden P/2 grid
     decoder_bias: float = -2.0  # initial output bias of the decoder: sigmoid(-2) ~ 0.12, a nearly dark patch
     where_log_scale_init: float = -0.7  # initial bias of log s: windows start at half the canvas (s = 0.5)
     log_scale_range: tuple = (-3.0, 1.5)  # log s is clipped to this range before the transformer
@@ -104,7 +106,7 @@ CHOICES = {"dtype": ("float32", "float64"), "count_rule": ("logit", "cumulative"
            "scenes": ("fixed", "streaming"), "overlap": ("allowed", "rejected"), "inference": ("global", "recurrent", "residual"),
            "count_prior": ("independent", "geometric"), "likelihood": ("sse", "gaussian"),
            "object_encoder": ("global", "glimpse"), "z_where": ("deterministic", "stochastic"),
-           "lr_schedule": ("constant", "cosine"), "signal_norm": ("none", "running")}
+           "lr_schedule": ("constant", "cosine"), "signal_norm": ("none", "running"), "decoder": ("mlp", "conv")}
 
 
 def _require(condition, name, problem):
@@ -142,6 +144,10 @@ def validate(c):
     _require(c.window_size <= c.canvas_size, "canvas_size",
              f"the canvas ({c.canvas_size} px) is smaller than the window ({c.window_size} px)")
     _require(c.window_size >= 2, "window_size", f"must be at least 2, got {c.window_size}")
+    _require(c.decoder != "conv" or c.window_size % 4 == 0, "window_size",
+             f"the conv decoder upsamples a P/4 grid twice, so P must be a multiple of 4; got {c.window_size}")
+    _require(len(c.decoder_channels) == 2 and all(isinstance(h, int) and h > 0 for h in c.decoder_channels),
+             "decoder_channels", f"must be two positive channel counts, got {c.decoder_channels}")
     _require(len(c.encoder_hidden) >= 1 and all(isinstance(h, int) and h > 0 for h in c.encoder_hidden),
              "encoder_hidden", f"must be one or more positive widths, got {c.encoder_hidden}")
     _require(len(c.pres_prior) == c.max_steps, "pres_prior",

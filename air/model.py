@@ -12,7 +12,7 @@ can only contribute while every earlier step is present (the paper's "use earlie
 import autograd.numpy as np
 import numpy
 
-from air.nn import dense, he_normal, lstm_step, mlp, relu, sigmoid, small_normal
+from air.nn import conv3x3, dense, he_normal, lstm_step, mlp, relu, sigmoid, small_normal, upsample2
 from autograd.tracer import getval
 
 from air.transformer import compose_windows, image_to_window, window_boxes, window_to_image
@@ -70,6 +70,8 @@ def init_params(rng, config):
     # A nearly dark initial window (sigmoid(-2) ~ 0.12) breaks the symmetry between present and absent:
     # present steps can only help by adding ink, so z_pres is pushed up exactly where there is ink.
     decoder[-1]["b"][:] = config.decoder_bias
+    if config.decoder == "conv":
+        decoder = _conv_decoder(rng, config, decoder[0], dtype)
     # Each head drawn as the seed draws it: He for the presence logit, He / 2 for the z_what mean, and
     # N(0, 0.01^2) for z_where and the z_what log-variance, so they start near their biases.
     blocks = {"pres_logit": he_normal(rng, features, head_steps, dtype), "where": where,
@@ -93,6 +95,26 @@ def init_params(rng, config):
         params["baseline"] = [he_normal(rng, config.canvas_size ** 2, config.baseline_hidden, dtype),
                               small_normal(rng, config.baseline_hidden, 1, dtype)]
     return params
+
+
+def _conv_decoder(rng, config, first, dtype):
+    """The conv decoder's parameters: the MLP's first layer `first` (z_what -> hidden), a dense layer to a
+    (P/4, P/4, C1) grid, and two 3 x 3 convolutions, C1 -> C2 at P/2 and C2 -> 1 at P (He-initialised)."""
+    grid, (c1, c2) = config.window_size // 4, config.decoder_channels
+    last = he_normal(rng, 9 * c2, 1, dtype)
+    last["b"][:] = config.decoder_bias  # nearly dark at the start, as the MLP decoder
+    return {"dense": [first, he_normal(rng, config.decoder_hidden, grid * grid * c1, dtype)],
+            "conv": [he_normal(rng, 9 * c1, c2, dtype), last]}
+
+
+def decoder_pixels(params, config, z_what):
+    """The decoder's window pixels, before the sigmoid: z_what (N, D) -> (N, P P) logits."""
+    if config.decoder == "mlp":
+        return mlp(params["decoder"], z_what)
+    n, grid, layers = z_what.shape[0], config.window_size // 4, params["decoder"]
+    x = relu(mlp(layers["dense"], z_what)).reshape(n, grid, grid, config.decoder_channels[0])
+    x = relu(conv3x3(layers["conv"][0], upsample2(x)))
+    return conv3x3(layers["conv"][1], upsample2(x)).reshape(n, config.window_size ** 2)
 
 
 def _heads_layer(blocks, config, features, steps, dtype):
@@ -240,8 +262,8 @@ def sequential_steps(params, config, images, what_noise=None, where_noise=None):
 
 def decode(params, config, z_what):
     """z_what (..., D) -> windows (..., P, P) in (0, 1)."""
-    p = config.window_size
-    return mlp(params["decoder"], z_what, final=sigmoid).reshape(z_what.shape[:-1] + (p, p))
+    p, d = config.window_size, config.what_dim
+    return sigmoid(decoder_pixels(params, config, z_what.reshape(-1, d))).reshape(z_what.shape[:-1] + (p, p))
 
 
 def render(params, config, z_what, log_scale, shift):
@@ -271,7 +293,7 @@ def reconstruct(params, config, gates, z_what, log_scale, shift):
     p = config.window_size
     # decode(), with the gates applied before its final reshape: the gates' gradient is then a sum over the
     # contiguous last axis of (B T, P P), which numpy does much faster than over the two axes of (B T, P, P).
-    windows = mlp(params["decoder"], z_what.reshape(b * t, d), final=sigmoid) * gates.reshape(b * t, 1)
+    windows = sigmoid(decoder_pixels(params, config, z_what.reshape(b * t, d))) * gates.reshape(b * t, 1)
     return compose_windows(windows.reshape(b * t, p, p), log_scale, shift, config.canvas_size)
 
 

@@ -29,6 +29,22 @@ def mlp(layers, x, final=None):
     return x if final is None else final(x)
 
 
+def conv3x3(params, x):
+    """A 3 x 3 convolution with zero padding ("same" size): x (N, H, W, C_in) -> (N, H, W, C_out), params
+    {'w': (9 C_in, C_out), 'b': (C_out,)}, the rows of w ordered by (row offset, column offset, input channel).
+    Written as the nine shifted copies of x side by side and one matmul (im2col), which autograd records
+    as a handful of operations."""
+    n, h, w, c = x.shape
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), "constant")  # autograd needs the mode spelled out
+    columns = np.concatenate([padded[:, i:i + h, j:j + w, :] for i in range(3) for j in range(3)], axis=3)
+    return dense(params, columns)
+
+
+def upsample2(x):
+    """Nearest-neighbour upsampling by 2 of x (N, H, W, C) -> (N, 2H, 2W, C)."""
+    return np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)
+
+
 def lstm_step(params, inputs, cell):
     """One LSTM step (Hochreiter & Schmidhuber 1997, with forget gates): inputs (B, n_in + H) are the step's
     input and the previous hidden state side by side; params {'w': (n_in + H, 4 H), 'b': (4 H,)} hold the

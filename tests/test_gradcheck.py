@@ -16,7 +16,7 @@ SMALL_FLAGS = ["--canvas-size", "12", "--window-size", "6", "--digit-size", "6,8
 
 
 def small_problem(**switches):
-    config = dataclasses.replace(air.preset("seed"), **SMALL, **switches)
+    config = dataclasses.replace(air.preset("seed"), **{**SMALL, **switches})
     images = np.random.default_rng(0).random((3, 12, 12))
     return problem(config, images)
 
@@ -25,6 +25,7 @@ def small_problem(**switches):
     {},
     dict(inference="residual", object_encoder="glimpse", pres_estimator="enumerate", z_where="stochastic"),
     dict(inference="recurrent", pres_estimator="reinforce", count_prior="geometric", likelihood="gaussian"),
+    dict(decoder="conv", window_size=8, decoder_channels=(3, 2), pres_estimator="enumerate"),
 ])
 def test_autograd_agrees_with_finite_differences(switches):
     f, g, theta, layout = small_problem(**switches)

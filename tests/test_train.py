@@ -136,6 +136,8 @@ def test_loss_is_deterministic_in_its_arguments(tiny_config):
     {"inference": "recurrent", "rnn_hidden": 16},
     {"inference": "residual", "rnn_hidden": 16, "pres_estimator": "enumerate", "count_prior": "geometric",
      "likelihood": "gaussian", "scenes": "streaming"},
+    {"decoder": "conv", "decoder_channels": (8, 4), "overlap": "rejected", "prior_hold": 0.3,
+     "count_prior": "geometric"},
 ])
 def test_switches_train_without_nan(tiny_config, mnist, changes):
     metrics = run(dataclasses.replace(tiny_config, n_epochs=2, **changes), mnist)
