@@ -1,0 +1,135 @@
+"""experiments.sweep: the file's grid becomes runs; joblib and a loopback Dask cluster run the same runs to the
+same results; complete runs are skipped, so a stopped sweep resumes; bad sweep files are one-line errors."""
+import csv
+import json
+
+import pytest
+
+from experiments import cli, sweep
+
+TINY = """
+presets = ["seed"]
+seeds = [0]
+[base]
+n_train = 32
+n_val = 16
+n_test = 16
+n_epochs = 2
+batch_size = 16
+[grid]
+pres_estimator = ["relaxed", "enumerate"]
+"""
+
+
+@pytest.fixture
+def tiny_sweep(tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def read_rows(folder):
+    with open(folder / "results.csv") as f:
+        return {row["run"]: row for row in csv.DictReader(f)}
+
+
+def test_a_grid_is_every_combination_times_presets_and_seeds(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text('presets = ["seed", "best"]\nseeds = [0, 1, 2]\n[base]\nn_epochs = 3\n'
+                    '[grid]\npres_estimator = ["relaxed", "enumerate"]\nlr = [0.001, 0.002]\n')
+    out, runs, swept = sweep.read_sweep(path)
+    assert len(runs) == 2 * 3 * 2 * 2 and swept == ["pres_estimator", "lr"]
+    assert str(out) == "runs/sweeps/grid"
+    assert len({r.folder for r in runs}) == len(runs)
+    one = next(r for r in runs if r.name == "best-pres_estimator=enumerate,lr=0.001-seed2")
+    config = one.config()
+    assert (config.inference, config.pres_estimator, config.lr, config.n_epochs, config.seed) == \
+        ("residual", "enumerate", 0.001, 3, 2)
+
+
+def test_a_list_of_runs_and_tuple_fields(tmp_path):
+    path = tmp_path / "list.toml"
+    path.write_text('out = "elsewhere"\n[[runs]]\ninference = "residual"\n[[runs]]\nlog_scale_range = [-1.0, -0.5]\n')
+    out, runs, swept = sweep.read_sweep(path)
+    assert str(out) == "elsewhere" and [r.name for r in runs] == ["seed-inference=residual-seed0",
+                                                                  "seed-log_scale_range=-1.0x-0.5-seed0"]
+    assert runs[1].config().log_scale_range == (-1.0, -0.5)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("presets = [\"nope\"]", "unknown preset 'nope'"),
+    ("[grid]\nno_such_field = [1, 2]", "no_such_field is not a Config field"),
+    ("[grid]\nlr = [-1.0]", "lr: must be positive"),
+    ("[grid]\nlr = 0.1", "grid.lr must be a non-empty list"),
+    ("seeds = [0.5]", "seeds must be a non-empty list of integers"),
+    ("colour = 3", "unknown key 'colour'"),
+    ("[grid]\nlr = [0.1]\n[[runs]]\nlr = 0.1", "either [grid] or [[runs]]"),
+    ("presets = [", "not valid TOML"),
+])
+def test_bad_sweep_files_are_one_line_errors(capsys, tmp_path, text, problem):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert cli.run(sweep.main, [str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and problem in err, err
+
+
+def test_joblib_runs_the_grid_writes_results_and_resumes(capsys, tiny_sweep, tmp_path):
+    out = tmp_path / "sweep"
+    assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(out), "--jobs", "2"]) == 0
+    rows = read_rows(out)
+    assert set(rows) == {"seed-pres_estimator=relaxed-seed0", "seed-pres_estimator=enumerate-seed0"}
+    for row in rows.values():
+        assert row["status"] == "complete" and row["skipped"] == "False" and 0 <= float(row["test_count_acc"]) <= 1
+        assert row["n_epochs"] == "2" and float(row["wall_s"]) > 0
+    assert (out / "sweep.png").stat().st_size > 1000
+    # A second call finds both runs complete and trains nothing; losing one run's metrics redoes only that one.
+    capsys.readouterr()
+    assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(out)]) == 0
+    assert "(2 already complete)" in capsys.readouterr().out
+    (out / "seed-pres_estimator=relaxed-seed0" / "metrics.json").unlink()
+    assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(out), "--jobs", "1"]) == 0
+    again = read_rows(out)
+    assert again["seed-pres_estimator=enumerate-seed0"]["skipped"] == "True"
+    assert again["seed-pres_estimator=relaxed-seed0"]["skipped"] == "False"
+    assert again["seed-pres_estimator=relaxed-seed0"]["test_count_acc"] == rows["seed-pres_estimator=relaxed-seed0"][
+        "test_count_acc"]
+
+
+def test_a_loopback_dask_cluster_runs_the_same_runs_to_the_same_results(tiny_sweep, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(tmp_path / "joblib")]) == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0",
+                                  processes=True) as cluster:
+        argv = [str(tiny_sweep), "--out", str(tmp_path / "dask"), "--backend", "dask",
+                "--scheduler", cluster.scheduler_address]
+        assert cli.run(sweep.main, argv) == 0
+    for name in read_rows(tmp_path / "joblib"):
+        by_joblib = json.loads((tmp_path / "joblib" / name / "metrics.json").read_text())
+        by_dask = json.loads((tmp_path / "dask" / name / "metrics.json").read_text())
+        assert [h["loss"] for h in by_dask["history"]] == [h["loss"] for h in by_joblib["history"]]
+        assert by_dask["test_count_acc"] == by_joblib["test_count_acc"]
+
+
+def test_ray_backend_without_ray_says_how_to_get_it(capsys, tiny_sweep, tmp_path, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(tmp_path / "r"), "--backend", "ray"]) == 2
+    assert "--backend ray: needs ray" in capsys.readouterr().err
+
+
+def test_ray_runs_the_same_runs_when_installed(tiny_sweep, tmp_path):
+    ray = pytest.importorskip("ray")
+    try:
+        assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(tmp_path / "ray"), "--backend", "ray"]) == 0
+    finally:
+        ray.shutdown()
+    assert len(read_rows(tmp_path / "ray")) == 2
