@@ -56,6 +56,7 @@ class Config:
     kl_what_weight: float = 0.05  # weight of sum_t KL(q(z_what_t) || N(0, I))
     kl_pres_weight: float = 0.3  # weight of sum_t KL(Bern(q_t) || Bern(p_t))
     pres_estimator: str = "relaxed"  # z_pres: "relaxed" Gumbel-sigmoid (the seed) | "enumerate" the T + 1 counts summed out exactly | "reinforce" binary samples, NVIL
+    pres_floor: float = 0.0  # z_pres posterior probabilities kept in [floor, 1 - floor], so no step is ever switched off for good
     baseline_hidden: int = 100  # hidden width of REINFORCE's baseline MLP
     baseline_lr: float = 1e-2  # Adam learning rate of the baseline (NVIL trains it faster than the model)
     signal_norm: str = "none"  # REINFORCE's learning signal: "none" | "running": centred and scaled by running stats (NVIL)
@@ -157,6 +158,9 @@ def validate(c):
     _require(len(c.where_prior_mean) == 3, "where_prior_mean", f"needs (log s, tx, ty), got {c.where_prior_mean}")
     _require(len(c.where_prior_sd) == 3 and all(v > 0 for v in c.where_prior_sd), "where_prior_sd",
              f"needs three positive standard deviations, got {c.where_prior_sd}")
+    _require(0 <= c.pres_floor < 0.5, "pres_floor", f"must lie in [0, 0.5), got {c.pres_floor}")
+    _require(c.pres_floor == 0 or c.pres_estimator != "relaxed", "pres_floor",
+             "applies to the enumerate and reinforce estimators; the relaxed one has no floor")
     _require(0 <= c.prior_hold < 1, "prior_hold", f"must lie in [0, 1), got {c.prior_hold}")
     _require(0 < c.lr_final <= 1, "lr_final", f"must lie in (0, 1], got {c.lr_final}")
     _require(0 <= c.signal_decay < 1, "signal_decay", f"must lie in [0, 1), got {c.signal_decay}")

@@ -25,7 +25,7 @@ import numpy as np
 
 import autograd.numpy as anp
 
-from air.model import count_log_probs, encode, init_params, sequential_steps
+from air.model import count_log_probs, encode, init_params, presence_prob, sequential_steps
 from air.nn import mlp
 from air.objective import batch_sums, combine, elbo_terms, loss, prior_schedule, sample_noise
 from air.tree import Layout
@@ -79,7 +79,7 @@ def _frozen_surrogate(config, layout, theta, images, noise, pres_prior):
     params = layout.unflatten(theta)
     b = len(images)
     logits = _pres_logits(params, config, images, noise)
-    n = np.cumprod(noise["pres"] < 1.0 / (1.0 + np.exp(-logits)), axis=1).sum(axis=1)
+    n = np.cumprod(noise["pres"] < presence_prob(config, logits), axis=1).sum(axis=1)
     onehot = np.arange(config.max_steps + 1) == n[:, None]
     cost = np.array([config.recon_weight * batch_sums(params, images[i:i + 1], {k: v[i:i + 1] for k, v in noise.items()},
                                                       config, 0.5, pres_prior)["recon"] for i in range(b)])
@@ -90,7 +90,8 @@ def _frozen_surrogate(config, layout, theta, images, noise, pres_prior):
         total = 0.0
         if group != "baseline":  # the ELBO and the score term, which the baseline's parameters do not enter
             elbo = combine(elbo_terms(p, images, noise, config, 0.5, pres_prior), config)
-            log_q = anp.sum(count_log_probs(_pres_logits(p, config, images, noise))[0] * onehot, axis=1)
+            log_q = anp.sum(count_log_probs(_pres_logits(p, config, images, noise), config.pres_floor)[0] * onehot,
+                            axis=1)
             total = elbo + anp.sum(signal * log_q) / b
         if group in (None, "baseline"):  # the baseline's regression, which only they enter
             baseline = mlp(p["baseline"], images.reshape(b, -1)).reshape(b)

@@ -9,6 +9,8 @@ Generation: each step's z_what is decoded by an MLP to a P x P window, which the
 on the canvas at z_where. Step t is gated by the cumulative presence z_pres_1 ... z_pres_t, so a step
 can only contribute while every earlier step is present (the paper's "use earlier slots first").
 """
+import math
+
 import autograd.numpy as np
 import numpy
 
@@ -329,7 +331,7 @@ def _infer_batch(params, config, images):
     return {
         "count": z_pres.sum(axis=1),
         "z_pres": z_pres,
-        "pres_prob": sigmoid(post["pres_logit"]),
+        "pres_prob": presence_prob(config, post["pres_logit"]),
         "z_where": numpy.concatenate([post["log_scale"][..., None], post["shift"]], axis=2),
         "z_what": post["what_mean"],
         "boxes": window_boxes(post["log_scale"], post["shift"], size, config.window_size),
@@ -350,24 +352,36 @@ def present_steps(config, pres_logit):
     """
     if config.count_rule == "logit":
         return numpy.cumprod(pres_logit > 0, axis=1).astype(numpy.int64)
-    log_q_count, log_present = count_log_probs(pres_logit)
+    log_q_count, log_present = count_log_probs(pres_logit, config.pres_floor)
     if config.count_rule == "cumulative":
         return (log_present > numpy.log(0.5)).astype(numpy.int64)
     count = numpy.argmax(log_q_count, axis=1)  # "mode": the most probable count under the posterior
     return (numpy.arange(pres_logit.shape[1]) < count[:, None]).astype(numpy.int64)
 
 
-def count_log_probs(pres_logit):
+def count_log_probs(pres_logit, floor=0.0):
     """The posterior over the count implied by per-step presence logits (B, T) with cumulative gating:
 
-    log q(n) (B, T + 1) for n = 0..T, with q(n) = q_1 ... q_n (1 - q_{n+1}), q_t = sigmoid(logit_t); and
-    log P(n > t) (B, T), the probability that step t is present.
+    log q(n) (B, T + 1) for n = 0..T, with q(n) = q_1 ... q_n (1 - q_{n+1}), q_t = presence_prob(logit_t); and
+    log P(n > t) (B, T), the probability that step t is present. With floor > 0 each q_t is kept in
+    [floor, 1 - floor] (config.pres_floor).
     """
-    softplus = np.logaddexp(0.0, pres_logit)  # -log(1 - q_t)
-    log_present = np.cumsum(pres_logit - softplus, axis=1)  # sum_{i <= t} log q_i
+    softplus = np.logaddexp(0.0, pres_logit)  # -log(1 - sigmoid(logit))
+    log_on, log_off = pres_logit - softplus, -softplus
+    if floor > 0:  # q = floor + (1 - 2 floor) sigmoid(logit), and 1 - q likewise, in log space
+        log_floor, log_rest = math.log(floor), math.log1p(-2.0 * floor)
+        log_on, log_off = np.logaddexp(log_floor, log_rest + log_on), np.logaddexp(log_floor, log_rest + log_off)
+    log_present = np.cumsum(log_on, axis=1)  # sum_{i <= t} log q_i
     b = pres_logit.shape[0]
     zero = numpy.zeros((b, 1), dtype=numpy.result_type(pres_logit))
-    return np.concatenate([zero, log_present], axis=1) - np.concatenate([softplus, zero], axis=1), log_present
+    return np.concatenate([zero, log_present], axis=1) + np.concatenate([log_off, zero], axis=1), log_present
+
+
+def presence_prob(config, pres_logit):
+    """q_t, the posterior probability that step t is present given the earlier ones: sigmoid(logit), kept in
+    [pres_floor, 1 - pres_floor]. Plain numpy (for sampling and reporting, not for gradients)."""
+    q = 1.0 / (1.0 + numpy.exp(-numpy.asarray(pres_logit, dtype=numpy.float64)))
+    return (config.pres_floor + (1.0 - 2.0 * config.pres_floor) * q).astype(numpy.result_type(pres_logit))
 
 
 def _check_images(config, images):

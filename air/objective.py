@@ -18,8 +18,8 @@ import numpy
 
 from autograd.tracer import getval
 
-from air.model import (compose, count_log_probs, encode, reconstruct, render, sample_where, sequential_steps,
-                       where_kl)
+from air.model import (compose, count_log_probs, encode, presence_prob, reconstruct, render, sample_where,
+                       sequential_steps, where_kl)
 from air.nn import mlp
 
 
@@ -185,7 +185,7 @@ def _enumerated_terms(post, canvases, images, config, prior, recon=True):
     """
     b, t, size = images.shape[0], config.max_steps, config.canvas_size
     mean, logvar = post["what_mean"], post["what_logvar"]
-    log_q_count, log_present = count_log_probs(post["pres_logit"])
+    log_q_count, log_present = count_log_probs(post["pres_logit"], config.pres_floor)
     q_count = np.exp(log_q_count)
     log_p_count = numpy.log(prior_count_probs(prior)).astype(config.dtype)
     kl_what_steps = np.sum(mean * mean + np.exp(logvar) - logvar - 1.0, axis=2)  # (B, T), twice the KL
@@ -220,13 +220,13 @@ def _reinforce_terms(params, post, canvases, images, noise, config, prior, signa
     """
     b, t, size = images.shape[0], config.max_steps, config.canvas_size
     logit = post["pres_logit"]
-    present = numpy.cumprod(noise["pres"] < 1.0 / (1.0 + numpy.exp(-getval(logit))), axis=1)  # (B, T) binary
+    present = numpy.cumprod(noise["pres"] < presence_prob(config, getval(logit)), axis=1)  # (B, T) binary
     count = present.sum(axis=1)
     error = compose(present.astype(numpy.result_type(getval(canvases))), canvases) - images
     cost = config.recon_weight * _negative_log_likelihood(np.sum(error * error, axis=(1, 2)), config)  # (B,)
 
     terms = _enumerated_terms(post, None, images, config, prior, recon=False)
-    log_q_count, _ = count_log_probs(logit)
+    log_q_count, _ = count_log_probs(logit, config.pres_floor)
     sampled = numpy.arange(t + 1) == count[:, None]  # one-hot of each scene's count
     log_q_sample = np.sum(log_q_count * sampled, axis=1)
     baseline = mlp(params["baseline"], images.reshape(b, size * size)).reshape(b)

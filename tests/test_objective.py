@@ -86,6 +86,27 @@ def test_count_posterior_is_a_distribution_over_the_counts():
     assert np.allclose(np.exp(log_present), np.cumprod(q, axis=1))
 
 
+def test_floored_count_posterior_keeps_every_count_possible():
+    from air.model import count_log_probs, presence_prob
+    config = dataclasses.replace(air.preset("seed"), pres_estimator="enumerate", pres_floor=0.05)
+    logits = np.array([[-60.0, -60.0, -60.0], [60.0, 60.0, 60.0], [0.3, -1.0, 2.0]])
+    log_q, log_present = count_log_probs(logits, 0.05)
+    q = presence_prob(config, logits)
+    assert q.min() == pytest.approx(0.05) and q.max() == pytest.approx(0.95)
+    assert q[2] == pytest.approx(0.05 + 0.9 * sigmoid(logits[2]))
+    direct = np.stack([1 - q[:, 0], q[:, 0] * (1 - q[:, 1]), q[:, 0] * q[:, 1] * (1 - q[:, 2]), q.prod(axis=1)], 1)
+    assert np.allclose(np.exp(log_q), direct) and np.allclose(np.exp(log_q).sum(axis=1), 1.0)
+    assert np.exp(log_q[0, 1]) == pytest.approx(0.05 * 0.95)  # a switched-off step keeps its floor
+    assert np.allclose(np.exp(log_present), np.cumprod(q, axis=1))
+
+
+def test_pres_floor_needs_an_estimator_that_uses_it():
+    with pytest.raises(air.ConfigError, match="pres_floor: applies to the enumerate and reinforce estimators"):
+        dataclasses.replace(air.preset("seed"), pres_floor=0.05)
+    with pytest.raises(air.ConfigError, match="pres_floor: must lie in"):
+        dataclasses.replace(air.preset("best"), pres_floor=0.5)
+
+
 def test_prior_over_counts():
     from air.objective import prior_count_probs
     config = air.preset("seed")

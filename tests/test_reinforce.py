@@ -16,11 +16,12 @@ def config_for(estimator, **changes):
                                what_dim=4, baseline_hidden=8, pres_estimator=estimator, **changes)
 
 
-@pytest.mark.parametrize("signal_stats", [None, (40.0, 1.0)])  # centring by a constant is one more baseline
-def test_reinforce_gradient_is_unbiased_against_exact_enumeration(signal_stats):
+# Centring by a constant is one more baseline; a floored posterior is sampled and scored with its floor.
+@pytest.mark.parametrize("signal_stats, floor", [(None, 0.0), ((40.0, 1.0), 0.0), (None, 0.1)])
+def test_reinforce_gradient_is_unbiased_against_exact_enumeration(signal_stats, floor):
     """Averaged over many binary samples (same z_what noise), the REINFORCE gradient of the heads' biases
     equals the gradient of the enumerated objective, whose count expectation is exact."""
-    reinforce, enumerate_ = config_for("reinforce"), config_for("enumerate")
+    reinforce, enumerate_ = config_for("reinforce", pres_floor=floor), config_for("enumerate", pres_floor=floor)
     rng = np.random.default_rng(5)
     params = air.init_params(rng, reinforce)
     params["heads"]["b"].reshape(3, -1)[:, 0] = [1.0, 0.0, -0.5]  # presence probabilities 0.73, 0.5, 0.38
