@@ -59,7 +59,7 @@ class Config:
     pres_floor: float = 0.0  # z_pres posterior probabilities kept in [floor, 1 - floor], so no step is ever switched off for good
     baseline_hidden: int = 100  # hidden width of REINFORCE's baseline MLP
     baseline_lr: float = 1e-2  # Adam learning rate of the baseline (NVIL trains it faster than the model)
-    signal_norm: str = "none"  # REINFORCE's learning signal: "none" | "running": centred and scaled by running stats (NVIL)
+    signal_norm: str = "none"  # REINFORCE's learning signal: "none" | "center": minus its running mean | "running": centred and scaled by running stats (NVIL)
     signal_decay: float = 0.9  # decay of those running mean and variance
     pres_kl: str = "forward"  # "forward" KL(q || p), the seed's stated ELBO | "reverse" KL(p || q), gradient q - p as the seed's code
     pres_prior: tuple = (0.5, 0.4, 0.2)  # p_t, the prior probability that step t is present (one per step)
@@ -107,7 +107,7 @@ CHOICES = {"dtype": ("float32", "float64"), "count_rule": ("logit", "cumulative"
            "scenes": ("fixed", "streaming"), "overlap": ("allowed", "rejected"), "inference": ("global", "recurrent", "residual"),
            "count_prior": ("independent", "geometric"), "likelihood": ("sse", "gaussian"),
            "object_encoder": ("global", "glimpse"), "z_where": ("deterministic", "stochastic"),
-           "lr_schedule": ("constant", "cosine"), "signal_norm": ("none", "running"), "decoder": ("mlp", "conv")}
+           "lr_schedule": ("constant", "cosine"), "signal_norm": ("none", "center", "running"), "decoder": ("mlp", "conv")}
 
 
 def _require(condition, name, problem):

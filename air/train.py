@@ -154,7 +154,7 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
                 # right zero; the finiteness check below catches what matters, so numpy need not warn.
                 with np.errstate(over="ignore"):
                     grads, terms = _gradient_and_terms(adam["params"], layout, batch, noise, config, temp, kl, prior,
-                                                       signal_stats if config.signal_norm == "running" else None)
+                                                       _signal_normaliser(config, signal_stats))
                 _check_finite(terms["loss"], grads, step, epoch, out if checkpoint_written else None)
                 if "signal_mean" in terms:
                     signal_stats = _running_signal_stats(signal_stats, terms, config.signal_decay)
@@ -231,6 +231,13 @@ def learning_rates(config, layout):
             rates[start:start + size] = config.baseline_lr
         start += size
     return rates
+
+
+def _signal_normaliser(config, stats):
+    """The (shift, scale) REINFORCE's signal is normalised by, from the running stats; None for raw."""
+    if stats is None or config.signal_norm == "none":
+        return None
+    return stats if config.signal_norm == "running" else (stats[0], 1.0)  # "center": shift only
 
 
 def _running_signal_stats(stats, terms, decay):

@@ -115,3 +115,12 @@ def test_running_signal_statistics():
     assert stats == (10.0, 2.0)
     stats = _running_signal_stats(stats, {"signal_mean": 20.0, "signal_var": 16.0}, 0.9)
     assert stats[0] == pytest.approx(11.0) and stats[1] == pytest.approx(np.sqrt(0.9 * 4 + 0.1 * 16))
+
+
+def test_signal_normaliser_follows_the_switch():
+    from air.train import _signal_normaliser
+    reinforce = config_for("reinforce")
+    assert _signal_normaliser(reinforce, (11.0, 3.0)) is None  # "none": the raw signal
+    assert _signal_normaliser(dataclasses.replace(reinforce, signal_norm="center"), (11.0, 3.0)) == (11.0, 1.0)
+    assert _signal_normaliser(dataclasses.replace(reinforce, signal_norm="running"), (11.0, 3.0)) == (11.0, 3.0)
+    assert _signal_normaliser(dataclasses.replace(reinforce, signal_norm="center"), None) is None  # first batch

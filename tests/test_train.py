@@ -61,6 +61,7 @@ def test_best_epoch_parameters_are_restored(tiny_config, mnist, tmp_path):
     (8, {}),  # exactly at its end
     (6, {"scenes": "streaming", "pres_estimator": "enumerate"}),  # the scene generator's state is resumed too
     (6, {"pres_estimator": "reinforce", "signal_norm": "running"}),  # and NVIL's running signal statistics
+    (6, {"pres_estimator": "reinforce", "signal_norm": "center", "pres_floor": 0.05}),
 ])
 def test_interrupted_and_resumed_run_is_bit_identical(tiny_config, mnist, tmp_path, stop_at, changes):
     tiny_config = dataclasses.replace(tiny_config, **changes)
