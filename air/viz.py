@@ -57,7 +57,7 @@ def _rows_by_count(counts, indices):
 # --- drawing primitives ----------------------------------------------------------------------------------------
 
 
-def _figure(width, height):
+def figure(width, height):
     """A matplotlib Figure on an Agg canvas (no pyplot, no display)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -135,7 +135,7 @@ class Board:
         width, height = left + data_w * self.unit + right, top + data_h * self.unit + bottom
         if width < min_width:
             left, right, width = left + 0.5 * (min_width - width), right + 0.5 * (min_width - width), min_width
-        self.fig = _figure(width, height)
+        self.fig = figure(width, height)
         self.ax = self.fig.add_axes((left / width, bottom / height, data_w * self.unit / width,
                                      data_h * self.unit / height))
         self.ax.set_xlim(0, data_w)
@@ -220,7 +220,7 @@ def training_curves(history, best_epoch=None, chance=None):
     epochs = np.array([h["epoch"] for h in history])
     series = lambda key: np.array([h[key] for h in history], dtype=float)
     per_epoch = lambda key: np.array([h[key] for h in history], dtype=float).reshape(len(history), -1)
-    fig = _figure(10.5, 5.8)
+    fig = figure(10.5, 5.8)
     fig.subplots_adjust(left=0.04, right=0.99, bottom=0.08, top=0.88, wspace=0.22, hspace=0.48)
     axes = fig.subplots(2, 3)
     line = dict(marker="o", markersize=3, linewidth=1.5)
@@ -392,7 +392,7 @@ def confusion_figure(confusions):
     n = len(confusions)
     n_true, n_pred = np.shape(next(iter(confusions.values())))
     cell, gap = 0.55, 1.5  # inches: one matrix cell; between panels (the accuracy column and the next labels)
-    fig = _figure(0.45 + n * n_pred * cell + (n - 1) * gap + 0.7, 1.1 + n_true * cell)
+    fig = figure(0.45 + n * n_pred * cell + (n - 1) * gap + 0.7, 1.1 + n_true * cell)
     width, height = fig.get_figwidth(), fig.get_figheight()
     fig.subplots_adjust(left=0.45 / width, right=1 - 0.7 / width, bottom=0.5 / height, top=1 - 0.6 / height,
                         wspace=gap / (n_pred * cell))

@@ -78,10 +78,9 @@ def main(argv=None):
 
 
 def _plot(path, curves, args):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
+    from air.viz import figure
+    fig = figure(6, 4)  # no pyplot, so no backend is switched
+    ax = fig.subplots()
     for group, errors in curves.items():
         ax.loglog(STEPS, np.maximum(errors, 1e-17), marker="o", markersize=3, label=group)
     ax.axvline(args.eps, color="grey", linestyle=":", label=f"--eps {args.eps:g}")
@@ -93,7 +92,6 @@ def _plot(path, curves, args):
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

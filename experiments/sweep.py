@@ -208,10 +208,9 @@ def plot_results(out, rows, swept):
     ok = [r for r in rows if r["status"] == "complete"]
     if not factors or not ok:
         return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(2, len(factors), figsize=(3.2 * len(factors), 5.2), squeeze=False)
+    from air.viz import figure
+    fig = figure(3.2 * len(factors), 5.2)  # no pyplot: a notebook's backend is left alone
+    axes = fig.subplots(2, len(factors), squeeze=False)
     for j, factor in enumerate(factors):
         levels = list(dict.fromkeys(_show(r.get(factor, "(preset)")) for r in ok))
         for i, metric in enumerate(["test_count_acc", "wall_s"]):
@@ -229,7 +228,6 @@ def plot_results(out, rows, swept):
     fig.tight_layout()
     path = Path(out) / "sweep.png"
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
