@@ -22,6 +22,7 @@ class Config:
     # --- scenes -------------------------------------------------------------------------------------
     canvas_size: int = 32  # side of the square scene, pixels
     max_digits: int = 2  # scenes hold 0..max_digits digits, the count uniform over that range
+    train_counts: tuple = field(default=(), metadata={"item": int})  # counts of training and validation scenes, drawn uniformly (empty: 0..max_digits); test scenes always hold 0..max_digits
     digit_size: tuple = (12, 18)  # smallest and largest digit side in pixels on a 32-px canvas; scales with the canvas
     n_train: int = 1500  # training scenes, built once from the training digit pool (with streaming: scenes per epoch)
     n_val: int = 300  # validation scenes (validation digit pool), scored every epoch for early stopping
@@ -137,6 +138,8 @@ def validate(c):
         _require(getattr(c, name) >= 0, name, f"must be zero or more, got {getattr(c, name)}")
     for name, choices in CHOICES.items():
         _require(getattr(c, name) in choices, name, f"must be one of {', '.join(choices)}; got {getattr(c, name)!r}")
+    _require(all(isinstance(n, int) and 0 <= n <= c.max_digits for n in c.train_counts), "train_counts",
+             f"must be counts between 0 and max_digits ({c.max_digits}), got {c.train_counts}")
     _require(len(c.digit_size) == 2 and 0 < c.digit_size[0] <= c.digit_size[1], "digit_size",
              f"must be two sizes 0 < smallest <= largest, got {c.digit_size}")
     low, high = scaled_digit_size(c)
@@ -190,12 +193,17 @@ PRESETS = {
     "seed": Config(),
     # The paper's setup (Eslami et al. 2016, Sec. 3.1): 50x50 scenes of 0-2 digits, recurrent inference,
     # glimpse encoder, REINFORCE with an NVIL baseline, geometric count prior, Gaussian likelihood (sd 0.3),
-    # z_what 50, window 28, LSTM 256, stochastic z_where, fresh scenes from the full digit pool. Work in
-    # progress: the schedule is not yet tuned to the 30-minute CPU budget.
+    # z_what 50, window 28, LSTM 256, stochastic z_where, fresh scenes from the full digit pool, whose digits
+    # do not pile ink on each other (Pyro's scenes, on which the published 98% figures were measured).
+    # Tuned to the CPU budget (README, "The paper's AIR"): lr 1e-3 with a cosine decay over 15,000 steps of
+    # batch 64; the count prior starts at rho = 0.5 and is annealed to 1e-5 over the first 11% of training;
+    # presence probabilities floored at 0.05 so no step is switched off for good; windows of 18-30 px.
     "paper": Config(canvas_size=50, window_size=28, what_dim=50, rnn_hidden=256, inference="recurrent",
                     object_encoder="glimpse", decoder_hidden=200, glimpse_hidden=200, lr=1e-3, batch_size=64,
-                    n_train=6400, n_epochs=50, where_log_scale_init=-0.5, z_where="stochastic",
-                    where_prior_mean=(-0.5, 0.0, 0.0), **_PAPER_OBJECTIVE),
+                    n_train=6400, n_epochs=150, lr_schedule="cosine", overlap="rejected",
+                    log_scale_range=(-1.0, -0.5), where_log_scale_init=-0.8, z_where="stochastic",
+                    where_prior_mean=(-0.8, 0.0, 0.0), prior_start=0.5, prior_anneal=0.11, pres_floor=0.05,
+                    **_PAPER_OBJECTIVE),
     # The best counter found so far on the seed's 32x32 scenes within a CPU budget of minutes (README).
     "best": Config(inference="residual", rnn_hidden=128, object_encoder="glimpse", pres_estimator="enumerate",
                    count_prior="geometric", likelihood="gaussian", kl_what_weight=1.0, kl_pres_weight=1.0,

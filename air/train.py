@@ -44,11 +44,18 @@ def build_datasets(config, mnist):
     pools = air_data.digit_pools(mnist)
     data_rng = np.random.default_rng(_seeds(config)["data"])
     val_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(config.eval_seed).spawn(2))
-    make = lambda rng, pool, n: air_data.make_scenes(rng, pool, n, config.canvas_size, config.max_digits,
-                                                     config.digit_size, dtype=np.dtype(config.dtype),
-                                                     overlap=config.overlap)
-    return Datasets(train=make(data_rng, pools["train"], config.n_train), val=make(val_rng, pools["val"], config.n_val),
-                    test=make(test_rng, pools["test"], config.n_test), source=mnist.source, train_pool=pools["train"])
+    return Datasets(train=training_scenes(config, data_rng, pools["train"], config.n_train),
+                    val=training_scenes(config, val_rng, pools["val"], config.n_val),
+                    test=training_scenes(config, test_rng, pools["test"], config.n_test, every_count=True),
+                    source=mnist.source, train_pool=pools["train"])
+
+
+def training_scenes(config, rng, pool, n, every_count=False):
+    """n scenes as config describes them: counts drawn from train_counts (or uniform over 0..max_digits, as
+    always with every_count, which the test scenes use so that held-out counts are scored too)."""
+    counts = None if every_count or not config.train_counts else rng.choice(config.train_counts, size=n)
+    return air_data.make_scenes(rng, pool, n, config.canvas_size, config.max_digits, config.digit_size,
+                                counts=counts, dtype=np.dtype(config.dtype), overlap=config.overlap)
 
 
 def _seeds(config):
@@ -142,9 +149,7 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
             sums = {"loss": 0.0, "recon": 0.0, "kl_what": 0.0, "kl_pres": 0.0}
             for b in range(n_steps):
                 if config.scenes == "streaming":  # fresh scenes, from the training generator (so resumable)
-                    batch = air_data.make_scenes(rng, datasets.train_pool, config.batch_size, config.canvas_size,
-                                                 config.max_digits, config.digit_size, dtype=dtype,
-                                                 overlap=config.overlap).images
+                    batch = training_scenes(config, rng, datasets.train_pool, config.batch_size).images
                 else:
                     batch = images[order[b * config.batch_size:(b + 1) * config.batch_size]]
                 noise = sample_noise(rng, config, config.batch_size)

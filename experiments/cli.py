@@ -64,11 +64,12 @@ def _parse_value(field):
                 return float(text)
             if kind is tuple:
                 items = [item for item in text.split(",") if item.strip()]
-                cast = type(default[0]) if default else float
+                cast = field.metadata.get("item") or (type(default[0]) if default else float)
                 return tuple(cast(item) for item in items)
             return text
         except ValueError:
-            what = {int: "an integer", float: "a number"}.get(kind) or f"comma-separated {type(default[0]).__name__}s"
+            item = field.metadata.get("item") or (type(default[0]) if default else float)
+            what = {int: "an integer", float: "a number"}.get(kind) or f"comma-separated {item.__name__}s"
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
 
     parse.__name__ = kind.__name__

@@ -159,3 +159,20 @@ def test_cosine_learning_rate_schedule(tiny_config):
     assert air_train.lr_factor(config, 50, 101) == pytest.approx(0.55)
     assert air_train.lr_factor(config, 100, 101) == pytest.approx(0.1)
     assert air_train.lr_factor(tiny_config, 100, 101) == 1.0
+
+
+def test_train_counts_restrict_training_and_validation_scenes_but_not_test_scenes(tiny_config, mnist):
+    config = dataclasses.replace(tiny_config, max_digits=3, train_counts=(0, 1, 3), n_train=120, n_val=60, n_test=80)
+    datasets = air_train.build_datasets(config, mnist)
+    assert set(np.unique(datasets.train.counts)) == {0, 1, 3} == set(np.unique(datasets.val.counts))
+    assert set(np.unique(datasets.test.counts)) == {0, 1, 2, 3}
+    streaming = dataclasses.replace(config, scenes="streaming")
+    batch = air_train.training_scenes(streaming, np.random.default_rng(0), datasets.train_pool, 200)
+    assert set(np.unique(batch.counts)) == {0, 1, 3}
+    # Without the switch the scenes are make_scenes' own draw from the data stream, as before it existed.
+    from air.data import digit_pools, make_scenes
+    plain = make_scenes(np.random.default_rng(air_train._seeds(tiny_config)["data"]), digit_pools(mnist)["train"],
+                        tiny_config.n_train)
+    assert np.array_equal(air_train.build_datasets(tiny_config, mnist).train.images, plain.images)
+    with pytest.raises(air.ConfigError, match="train_counts: must be counts between 0 and max_digits"):
+        dataclasses.replace(tiny_config, train_counts=(0, 3))
