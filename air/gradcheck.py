@@ -31,6 +31,7 @@ from air.objective import batch_sums, combine, elbo_terms, loss, prior_schedule,
 from air.tree import Layout
 
 JITTER = 1e-3  # sd of the noise that moves the check point off the ReLU kinks of a zero-bias initialisation
+SMALL_DERIVATIVE = 1e-4  # relative to its group's largest partial derivative (see check_gradients)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,12 +42,22 @@ class Check:
     analytic: float
     numeric: float
 
-    floor: float = 0.0  # the rounding error the difference can carry (a few ulps of |L| / eps)
+    rounding: float = 0.0  # the error the difference can carry from rounding alone (absolute)
+    scale: float = 0.0  # the smallest derivative size errors are measured against (see check_gradients)
+    step: float = 0.0  # the finite-difference step of this comparison
 
     @property
     def rel_error(self):
-        """|analytic - numeric| relative to the larger of |analytic| + |numeric| and the rounding floor."""
-        return abs(self.analytic - self.numeric) / max(abs(self.analytic) + abs(self.numeric), self.floor, 1e-300)
+        """|analytic - numeric| relative to the larger of |analytic| + |numeric| and the scale."""
+        return abs(self.analytic - self.numeric) / max(abs(self.analytic) + abs(self.numeric), self.scale, 1e-300)
+
+    @property
+    def within_rounding(self):
+        """Whether the whole disagreement is no larger than the difference's own rounding error."""
+        return abs(self.analytic - self.numeric) <= self.rounding
+
+    def passes(self, tol):
+        return self.rel_error <= tol or self.within_rounding
 
 
 def problem(config, images, seed=0):
@@ -117,10 +128,15 @@ def group_slices(layout):
     return groups
 
 
-def check_gradients(f, g, theta, layout, groups=None, eps=1e-6, n_directions=2, n_coordinates=3, seed=0):
+def check_gradients(f, g, theta, layout, groups=None, eps=1e-5, n_directions=2, n_coordinates=3, seed=0, tol=1e-5):
     """[Check] for every group (all of them if groups is None): n_directions random unit directions over
     the group's parameters and n_coordinates single parameters drawn at random, each compared with the
-    central difference of step eps. Raises ValueError naming an unknown group."""
+    central difference of step eps. Raises ValueError naming an unknown group.
+
+    The loss is only piecewise smooth in z_where (the bilinear sampler has a kink wherever a sample crosses
+    a pixel centre), so a difference whose step straddles a kink is wrong, not autograd. A check that
+    misses tol at step eps is therefore repeated at eps / 10 and eps / 100 (each ten times less likely to
+    straddle one); it keeps the step that agreed best, and a wrong gradient disagrees at all three."""
     slices = group_slices(layout)
     groups = list(slices) if groups is None else list(groups)
     unknown = [g for g in groups if g not in slices]
@@ -130,26 +146,39 @@ def check_gradients(f, g, theta, layout, groups=None, eps=1e-6, n_directions=2, 
     rng = np.random.default_rng(seed)
     checks = []
     for group in groups:
-        floor = rounding_floor(f, theta, eps, group)
         index = np.concatenate([np.arange(s.start, s.stop) for _, s in slices[group]])
+        # A partial derivative 1e4 times smaller than the group's largest is held to an absolute tolerance
+        # of that size: there the difference's O(eps^2) truncation error, not autograd, sets the error.
+        small = SMALL_DERIVATIVE * float(np.abs(grad[index]).max())
+        directions = []
         for _ in range(n_directions):
             v = np.zeros_like(theta)
             v[index] = rng.standard_normal(len(index))
-            v /= np.linalg.norm(v)
-            checks.append(Check(group, "direction", "random unit vector", float(grad @ v),
-                                central_difference(f, theta, v, eps, group), floor))
+            directions.append(("direction", "random unit vector", v / np.linalg.norm(v), float(grad @ v) / np.linalg.norm(v)))
         for i in rng.choice(index, size=min(n_coordinates, len(index)), replace=False):
             v = np.zeros_like(theta)
             v[i] = 1.0
             path, s = next((p, s) for p, s in slices[group] if s.start <= i < s.stop)
-            checks.append(Check(group, "coordinate", f"{path}[{i - s.start}]", float(grad[i]),
-                                central_difference(f, theta, v, eps, group), floor))
+            directions.append(("coordinate", f"{path}[{i - s.start}]", v, float(grad[i])))
+        for kind, where, v, analytic in directions:
+            tries = []
+            noise = rounding_noise(f, theta, v, analytic, group)
+            for step in (eps, eps / 10, eps / 100):
+                tries.append(Check(group, kind, where, analytic, central_difference(f, theta, v, step, group),
+                                   2.0 * noise / step, small, step))
+                if tries[-1].passes(tol):
+                    break
+            checks.append(next((c for c in tries if c.passes(tol)), min(tries, key=lambda c: c.rel_error)))
     return checks
 
 
-def rounding_floor(f, theta, eps, group=None):
-    """The error a central difference of step eps carries from rounding alone: a few ulps of |f| over eps."""
-    return 4.0 * np.finfo(np.float64).eps * abs(float(f(theta, group))) / eps
+def rounding_noise(f, theta, direction, analytic, group=None, steps=(1e-12, 2e-12, 3e-12)):
+    """How much f's value scatters from rounding alone, measured: f at points 1e-12 apart along direction,
+    less the change the derivative explains. A central difference of step eps carries about noise / eps;
+    the sum of thousands of per-pixel terms scatters far more than a few ulps of |f|."""
+    base = float(f(theta, group))
+    scatter = [abs(float(f(theta + t * direction, group)) - base - t * analytic) for t in steps]
+    return max(max(scatter), 4.0 * np.finfo(np.float64).eps * abs(base))
 
 
 def central_difference(f, theta, direction, eps, group=None):

@@ -31,14 +31,14 @@ def test_autograd_agrees_with_finite_differences(switches):
     f, g, theta, layout = small_problem(**switches)
     checks = check_gradients(f, g, theta, layout)
     assert {c.group for c in checks} >= {"encoder", "decoder", "heads"}
-    worst = max(checks, key=lambda c: c.rel_error)
-    assert worst.rel_error < 1e-6, worst
+    assert all(c.passes(1e-6) for c in checks), [c for c in checks if not c.passes(1e-6)]
+    assert sum(c.rel_error <= 1e-6 for c in checks) >= 0.8 * len(checks)  # mostly by agreement, not by the allowance
 
 
 def test_a_wrong_gradient_is_caught():
     f, g, theta, layout = small_problem()
     halved = lambda t: g(t) * np.where(np.arange(len(t)) % 2 == 0, 1.0, 0.5)  # half of every odd coordinate
-    failing = {c.group for c in check_gradients(f, halved, theta, layout, n_coordinates=6) if c.rel_error > 1e-3}
+    failing = {c.group for c in check_gradients(f, halved, theta, layout, n_coordinates=6) if not c.passes(1e-3)}
     assert failing == {"encoder", "decoder", "heads"}
 
 
@@ -72,10 +72,18 @@ def test_cli_prints_a_table_and_the_curve(capsys, tmp_path, mnist_dir, monkeypat
 
 def test_cli_fails_with_status_1_when_a_check_fails(capsys, mnist_dir, monkeypatch):
     monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
-    # A tolerance no difference can meet: the table must say FAIL and the status must be 1.
-    status = cli.run(gradcheck.main, SMALL_FLAGS + ["--params", "decoder", "--tol", "1e-300", "--no-plot"])
+    import air.gradcheck
+    real = air.gradcheck.problem
+
+    def with_a_wrong_decoder_gradient(config, images, seed=0):
+        f, g, theta, layout = real(config, images, seed)
+        decoder = np.concatenate([np.arange(s.start, s.stop) for _, s in air.gradcheck.group_slices(layout)["decoder"]])
+        return f, (lambda t: g(t) + np.isin(np.arange(len(t)), decoder) * 0.01), theta, layout
+
+    monkeypatch.setattr(air.gradcheck, "problem", with_a_wrong_decoder_gradient)
+    status = cli.run(gradcheck.main, SMALL_FLAGS + ["--no-plot", "--coordinates", "5"])
     out = capsys.readouterr().out
-    assert status == 1 and "FAIL" in out and "FAILED: decoder" in out
+    assert status == 1 and "FAIL" in out and "FAILED: decoder" in out, out
 
 
 @pytest.mark.parametrize("argv, problem_text", [
