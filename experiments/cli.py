@@ -68,8 +68,10 @@ def _parse_value(field):
                 return tuple(cast(item) for item in items)
             return text
         except ValueError:
-            item = field.metadata.get("item") or (type(default[0]) if default else float)
-            what = {int: "an integer", float: "a number"}.get(kind) or f"comma-separated {item.__name__}s"
+            what = {int: "an integer", float: "a number"}.get(kind)
+            if what is None:
+                item = field.metadata.get("item") or (type(default[0]) if default else float)
+                what = f"comma-separated {item.__name__}s"
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
 
     parse.__name__ = kind.__name__

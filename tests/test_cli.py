@@ -34,6 +34,8 @@ def exit_and_error(capsys, main, argv):
     (["--pres-prior", "0.5,0.4"], "--pres-prior", "one probability per step"),
     (["--kl-what-weight", "nan"], "--kl-what-weight", "must be finite"),
     (["--no-such-flag"], "--no-such-flag", "unrecognized"),
+    (["--train-counts", "0,x"], "--train-counts", "expected comma-separated ints"),
+    (["--train-counts", "0,3"], "--train-counts", "must be counts between 0 and max_digits (2)"),
 ])
 def test_bad_training_flags_are_one_line_and_status_2(capsys, tmp_path, argv, flag, problem):
     status, err = exit_and_error(capsys, train.main, argv + ["--out", str(tmp_path / "run")])
