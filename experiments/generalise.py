@@ -105,7 +105,8 @@ def plot(out, table):
             if row is None:
                 continue
             x = np.arange(4) + (k - 0.5) * 0.38
-            ax.bar(x, row["per_count"], width=0.36, yerr=row["per_count_sd"], capsize=2,
+            spread = row["per_count_sd"] if row["seeds"] > 1 else None  # no error bar from a single seed
+            ax.bar(x, row["per_count"], width=0.36, yerr=spread, capsize=2,
                    label=f"{label} ({row['seeds']} seed{'s' if row['seeds'] > 1 else ''})",
                    color=["#3182bd", "#e6550d"][k])
         held = HELD_OUT[experiment]
