@@ -380,7 +380,7 @@ def count_log_probs(pres_logit, floor=0.0):
 def presence_prob(config, pres_logit):
     """q_t, the posterior probability that step t is present given the earlier ones: sigmoid(logit), kept in
     [pres_floor, 1 - pres_floor]. Plain numpy (for sampling and reporting, not for gradients)."""
-    q = 1.0 / (1.0 + numpy.exp(-numpy.asarray(pres_logit, dtype=numpy.float64)))
+    q = 0.5 * (numpy.tanh(0.5 * numpy.asarray(pres_logit, dtype=numpy.float64)) + 1.0)  # no overflow warnings
     return (config.pres_floor + (1.0 - 2.0 * config.pres_floor) * q).astype(numpy.result_type(pres_logit))
 
 
