@@ -105,10 +105,12 @@ class Config:
 # The string fields and their allowed values (the command line offers them as choices).
 CHOICES = {"dtype": ("float32", "float64"), "count_rule": ("logit", "cumulative", "mode"),
            "pres_kl": ("forward", "reverse"), "pres_estimator": ("relaxed", "enumerate", "reinforce"),
-           "scenes": ("fixed", "streaming"), "overlap": ("allowed", "rejected"), "inference": ("global", "recurrent", "residual"),
+           "scenes": ("fixed", "streaming"), "overlap": ("allowed", "rejected"),
+           "inference": ("global", "recurrent", "residual"),
            "count_prior": ("independent", "geometric"), "likelihood": ("sse", "gaussian"),
            "object_encoder": ("global", "glimpse"), "z_where": ("deterministic", "stochastic"),
-           "lr_schedule": ("constant", "cosine"), "signal_norm": ("none", "center", "running"), "decoder": ("mlp", "conv")}
+           "lr_schedule": ("constant", "cosine"), "signal_norm": ("none", "center", "running"),
+           "decoder": ("mlp", "conv")}
 
 
 def _require(condition, name, problem):

@@ -41,7 +41,6 @@ class Check:
     where: str  # the leaf path and index of a coordinate, or "random unit vector"
     analytic: float
     numeric: float
-
     rounding: float = 0.0  # the error the difference can carry from rounding alone (absolute)
     scale: float = 0.0  # the smallest derivative size errors are measured against (see check_gradients)
     step: float = 0.0  # the finite-difference step of this comparison

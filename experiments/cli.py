@@ -55,6 +55,7 @@ def _parse_value(field):
     """A parser for one Config field's flag that says what it expected."""
     kind = field.type
     default = field.default
+    item = field.metadata.get("item") or (type(default[0]) if kind is tuple and default else float)  # tuples' items
 
     def parse(text):
         try:
@@ -63,15 +64,11 @@ def _parse_value(field):
             if kind is float:
                 return float(text)
             if kind is tuple:
-                items = [item for item in text.split(",") if item.strip()]
-                cast = field.metadata.get("item") or (type(default[0]) if default else float)
-                return tuple(cast(item) for item in items)
+                items = [text_item for text_item in text.split(",") if text_item.strip()]
+                return tuple(item(text_item) for text_item in items)
             return text
         except ValueError:
-            what = {int: "an integer", float: "a number"}.get(kind)
-            if what is None:
-                item = field.metadata.get("item") or (type(default[0]) if default else float)
-                what = f"comma-separated {item.__name__}s"
+            what = {int: "an integer", float: "a number"}.get(kind) or f"comma-separated {item.__name__}s"
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
 
     parse.__name__ = kind.__name__

@@ -27,6 +27,8 @@ MODELS = {"recurrent": "AIR", "residual": "DAIR"}
 def plan(args, config, given):
     """The RunSpecs: experiment x inference x seed, every run with max_digits = max_steps = 3."""
     from experiments.sweep import RunSpec
+    if config.count_prior == "independent" and len(config.pres_prior) != 3:
+        raise UsageError("--pres-prior: needs three probabilities for T = 3 steps")
     out = Path(args.out)
     runs = []
     for experiment, counts in EXPERIMENTS.items():
@@ -35,8 +37,6 @@ def plan(args, config, given):
                 overrides = {**given, "max_digits": 3, "max_steps": 3, "train_counts": counts,
                              "inference": inference}
                 overrides.pop("seed", None)
-                if config.count_prior == "independent" and len(config.pres_prior) != 3:
-                    raise UsageError("--pres-prior: needs three probabilities for T = 3 steps")
                 name = f"{experiment}-{inference}-seed{seed}"
                 runs.append(RunSpec(name, args.preset, seed, tuple(sorted(overrides.items())), str(out / name),
                                     os.environ.get("AIR_MNIST_DIR")))
