@@ -50,6 +50,7 @@ class Config:
     where_log_scale_init: float = -0.7  # initial bias of log s: windows start at half the canvas (s = 0.5)
     log_scale_range: tuple = (-3.0, 1.5)  # log s is clipped to this range before the transformer
     what_logvar_range: tuple = (-8.0, 4.0)  # z_what log-variance is clipped to this range
+    composition: str = "sum"  # how step canvases make the scene: "sum" (the paper) | "max" pixelwise, as the seed's scenes paste digits
     count_rule: str = "logit"  # infer's presence decision: "logit" (own and earlier logits > 0) | "cumulative" (P(count > t) > 0.5) | "mode" (most probable count)
 
     # --- objective (the seed's ELBO) ---------------------------------------------------------------
@@ -110,7 +111,7 @@ CHOICES = {"dtype": ("float32", "float64"), "count_rule": ("logit", "cumulative"
            "count_prior": ("independent", "geometric"), "likelihood": ("sse", "gaussian"),
            "object_encoder": ("global", "glimpse"), "z_where": ("deterministic", "stochastic"),
            "lr_schedule": ("constant", "cosine"), "signal_norm": ("none", "center", "running"),
-           "decoder": ("mlp", "conv")}
+           "decoder": ("mlp", "conv"), "composition": ("sum", "max")}
 
 
 def _require(condition, name, problem):

@@ -248,7 +248,11 @@ def sequential_steps(params, config, images, what_noise=None, where_noise=None):
         z_what = mean if what_noise is None else mean + np.exp(0.5 * logvar) * what_noise[:, step]
         window = decode(params, config, z_what)
         canvas = window_to_image(window, log_scale.reshape(b), shift, size)
-        unexplained = unexplained - canvas.reshape(b, size * size)
+        if config.composition == "max":
+            scene = canvas.reshape(b, size * size) if step == 0 else np.maximum(scene, canvas.reshape(b, size * size))
+            unexplained = x - scene
+        else:
+            unexplained = unexplained - canvas.reshape(b, size * size)
         previous = np.concatenate([log_scale, shift, z_what], axis=1)
         step_out = {"pres_logit": logit, "log_scale": log_scale, "shift": shift, "what_mean": mean,
                     "what_logvar": logvar, "z_what": z_what, "windows": window, "canvases": canvas}
@@ -277,10 +281,25 @@ def render(params, config, z_what, log_scale, shift):
     return canvases.reshape(b, t, size, size)
 
 
-def compose(gates, canvases):
-    """The scene: sum_t gates[:, t] * canvases[:, t], for gates (B, T) and canvases (B, T, H, W) -> (B, H, W)."""
+def compose(gates, canvases, rule="sum"):
+    """The scene from gates (B, T) and canvases (B, T, H, W) -> (B, H, W): sum_t gates[:, t] * canvases[:, t]
+    ("sum", the paper's), or the pixelwise maximum of the gated canvases ("max", how the seed's scenes paste
+    their digits)."""
     b, t, h, w = canvases.shape
+    if rule == "max":
+        return prefix_scenes(gates.reshape(b, t, 1, 1) * canvases, rule)[:, -1]
     return np.matmul(gates.reshape(b, 1, t), canvases.reshape(b, t, h * w)).reshape(b, h, w)
+
+
+def prefix_scenes(canvases, rule="sum"):
+    """The scenes of the first 1, 2, ..., T steps, (B, T, ...) -> (B, T, ...): running sums ("sum") or running
+    pixelwise maxima ("max") of the canvases along axis 1."""
+    if rule == "sum":
+        return np.cumsum(canvases, axis=1)
+    running = [canvases[:, 0]]
+    for step in range(1, canvases.shape[1]):
+        running.append(np.maximum(running[-1], canvases[:, step]))
+    return np.stack(running, axis=1)
 
 
 def reconstruct(params, config, gates, z_what, log_scale, shift):
@@ -337,7 +356,7 @@ def _infer_batch(params, config, images):
         "boxes": window_boxes(post["log_scale"], post["shift"], size, config.window_size),
         "windows": windows,
         "canvases": canvases,
-        "recon": compose(z_pres.astype(canvases.dtype), canvases),
+        "recon": compose(z_pres.astype(canvases.dtype), canvases, config.composition),
     }
 
 

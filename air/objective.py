@@ -18,7 +18,7 @@ import numpy
 
 from autograd.tracer import getval
 
-from air.model import (compose, count_log_probs, encode, presence_prob, reconstruct, render, sample_where,
+from air.model import (compose, count_log_probs, encode, prefix_scenes, presence_prob, reconstruct, render, sample_where,
                        sequential_steps, where_kl)
 from air.nn import mlp
 
@@ -110,7 +110,7 @@ def batch_sums(params, images, noise, config, temperature, pres_prior=None, sign
         if config.pres_estimator == "reinforce":
             return _reinforce_terms(params, steps, steps["canvases"], images, noise, config, prior, signal_stats)
         gates = _relaxed_gates(steps["pres_logit"], noise, temperature)
-        error = compose(gates, steps["canvases"]) - images
+        error = compose(gates, steps["canvases"], config.composition) - images
         return _relaxed_terms(steps, error, config, prior)
     post = encode(params, config, images)
     post["z_what"] = post["what_mean"] + np.exp(0.5 * post["what_logvar"]) * noise["what"]
@@ -125,7 +125,10 @@ def batch_sums(params, images, noise, config, temperature, pres_prior=None, sign
             return _enumerated_terms(post, canvases, images, config, prior)
         return _reinforce_terms(params, post, canvases, images, noise, config, prior, signal_stats)
     gates = _relaxed_gates(post["pres_logit"], noise, temperature)
-    error = reconstruct(params, config, gates, post["z_what"], log_scale, shift) - images
+    if config.composition == "max":
+        error = compose(gates, render(params, config, post["z_what"], log_scale, shift), "max") - images
+    else:
+        error = reconstruct(params, config, gates, post["z_what"], log_scale, shift) - images
     return _relaxed_terms(post, error, config, prior)
 
 
@@ -196,7 +199,7 @@ def _enumerated_terms(post, canvases, images, config, prior, recon=True):
         terms["kl_where"] = np.sum(present * post["kl_where_steps"])
     if recon:
         # error[:, n - 1] = (first n steps) - x, for n = 1..T; with n = 0 the error is the image itself.
-        error = np.cumsum(canvases.reshape(b, t, size * size), axis=1) - images.reshape(b, 1, size * size)
+        error = prefix_scenes(canvases.reshape(b, t, size * size), config.composition) - images.reshape(b, 1, size * size)
         sse = np.concatenate([numpy.sum(numpy.square(getval(images)), axis=(1, 2)).reshape(b, 1),
                               np.sum(error * error, axis=2)], axis=1)  # (B, T + 1)
         terms["recon"] = np.sum(q_count * _negative_log_likelihood(sse, config))
@@ -222,7 +225,7 @@ def _reinforce_terms(params, post, canvases, images, noise, config, prior, signa
     logit = post["pres_logit"]
     present = numpy.cumprod(noise["pres"] < presence_prob(config, getval(logit)), axis=1)  # (B, T) binary
     count = present.sum(axis=1)
-    error = compose(present.astype(numpy.result_type(getval(canvases))), canvases) - images
+    error = compose(present.astype(numpy.result_type(getval(canvases))), canvases, config.composition) - images
     cost = config.recon_weight * _negative_log_likelihood(np.sum(error * error, axis=(1, 2)), config)  # (B,)
 
     terms = _enumerated_terms(post, None, images, config, prior, recon=False)

@@ -26,6 +26,7 @@ def small_problem(**switches):
     dict(inference="residual", object_encoder="glimpse", pres_estimator="enumerate", z_where="stochastic"),
     dict(inference="recurrent", pres_estimator="reinforce", count_prior="geometric", likelihood="gaussian"),
     dict(decoder="conv", window_size=8, decoder_channels=(3, 2), pres_estimator="enumerate"),
+    dict(inference="residual", object_encoder="glimpse", pres_estimator="enumerate", composition="max"),
 ])
 def test_autograd_agrees_with_finite_differences(switches):
     f, g, theta, layout = small_problem(**switches)

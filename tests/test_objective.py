@@ -121,12 +121,14 @@ def test_mode_rule_takes_the_most_probable_count():
     assert present_steps(config, logits).tolist() == [[1, 1, 0], [0, 0, 0], [1, 1, 1]]
 
 
-def test_enumerated_loss_equals_the_sum_over_counts(setting):
+@pytest.mark.parametrize("composition", ["sum", "max"])
+def test_enumerated_loss_equals_the_sum_over_counts(setting, composition):
     """Written out: E_q(n) of the squared error of the first n steps, KL(q(n) || p(n)), presence-weighted KL_what."""
     from air.model import render
     from air.objective import prior_count_probs
     config, params, images, noise = setting
-    config = dataclasses.replace(config, pres_estimator="enumerate")
+    config = dataclasses.replace(config, pres_estimator="enumerate", composition=composition)
+    scene_of = (lambda c: c.sum(axis=0)) if composition == "sum" else (lambda c: c.max(axis=0, initial=0.0))
     post = encode(params, config, images)
     z_what = post["what_mean"] + np.exp(0.5 * post["what_logvar"]) * noise["what"]
     canvases = render(params, config, z_what, post["log_scale"], post["shift"])
@@ -136,7 +138,7 @@ def test_enumerated_loss_equals_the_sum_over_counts(setting):
     for i in range(len(images)):
         for n in range(config.max_steps + 1):
             q_n = np.prod(q[i, :n]) * (1 - q[i, n] if n < config.max_steps else 1.0)
-            recon += q_n * np.sum((canvases[i, :n].sum(axis=0) - images[i]) ** 2)
+            recon += q_n * np.sum((scene_of(canvases[i, :n]) - images[i]) ** 2)
             kl_pres += q_n * np.log(q_n / p_count[n])
         for t in range(config.max_steps):
             mu, lv = post["what_mean"][i, t], post["what_logvar"][i, t]
@@ -148,10 +150,11 @@ def test_enumerated_loss_equals_the_sum_over_counts(setting):
     assert terms["kl_what"] == pytest.approx(kl_what / b, rel=1e-12)
 
 
-def test_enumerated_loss_passes_the_gradient_check(setting, seeded_global_random):
+@pytest.mark.parametrize("composition", ["sum", "max"])
+def test_enumerated_loss_passes_the_gradient_check(setting, seeded_global_random, composition):
     from autograd.test_util import check_grads
     config, params, images, noise = setting
-    config = dataclasses.replace(config, pres_estimator="enumerate")
+    config = dataclasses.replace(config, pres_estimator="enumerate", composition=composition)
     check_grads(lambda p: air.loss(p, images, noise, config, 0.5), modes=["rev"], order=1)(params)
 
 
@@ -207,3 +210,43 @@ def test_paper_prior_and_likelihood_pass_the_gradient_check(setting, seeded_glob
     config = dataclasses.replace(config, pres_estimator=estimator, count_prior="geometric", likelihood="gaussian")
     check_grads(lambda p: air.loss(p, images, noise, config, 0.5, pres_prior=(0.05,) * 3),
                 modes=["rev"], order=1)(params)
+
+
+def test_max_composition_pastes_the_gated_canvases_as_the_scenes_paste_digits(setting):
+    """composition="max": the scene is the pixelwise maximum of the gated step canvases, on the relaxed path
+    (which otherwise sums inside the transformer) as on the recurrent ones."""
+    from air.model import compose, prefix_scenes, render
+    from air.objective import _relaxed_gates
+    config, params, images, noise = setting
+    canvases = np.random.default_rng(3).random((5, 3, 4, 4))
+    gates = np.random.default_rng(4).random((5, 3))
+    assert np.allclose(compose(gates, canvases, "max"), (gates[:, :, None, None] * canvases).max(axis=1))
+    assert np.allclose(compose(gates, canvases), (gates[:, :, None, None] * canvases).sum(axis=1))
+    assert np.allclose(prefix_scenes(canvases, "max"), np.maximum.accumulate(canvases, axis=1))
+    assert np.allclose(prefix_scenes(canvases, "sum"), np.cumsum(canvases, axis=1))
+
+    config = dataclasses.replace(config, composition="max")
+    post = encode(params, config, images)
+    z_what = post["what_mean"] + np.exp(0.5 * post["what_logvar"]) * noise["what"]
+    rendered = render(params, config, z_what, post["log_scale"], post["shift"])
+    gated = _relaxed_gates(post["pres_logit"], noise, 0.5)[:, :, None, None] * rendered
+    assert air.elbo_terms(params, images, noise, config, 0.5)["recon"] == pytest.approx(
+        np.sum((gated.max(axis=1) - images) ** 2) / len(images), rel=1e-12)
+
+
+def test_max_composition_residual_reads_what_the_maximum_leaves(setting, monkeypatch):
+    """DAIR with composition="max": step t's encoder reads x minus the maximum of the earlier steps' canvases."""
+    import air.model
+    config, params, images, noise = setting
+    config = dataclasses.replace(config, inference="residual", rnn_hidden=6, composition="max")
+    params = air.init_params(np.random.default_rng(5), config)
+    read = []
+    mlp = air.model.mlp
+    monkeypatch.setattr(air.model, "mlp", lambda layers, x, **kw: read.append(np.asarray(x)) or mlp(layers, x, **kw))
+    out = air.model.sequential_steps(params, config, images)
+    canvases = out["canvases"].reshape(5, 3, -1)
+    x = images.reshape(5, -1)
+    encoder_reads = [r for r in read if r.shape == x.shape]
+    assert np.allclose(encoder_reads[0], x)
+    assert np.allclose(encoder_reads[1], x - canvases[:, 0])
+    assert np.allclose(encoder_reads[2], x - np.maximum(canvases[:, 0], canvases[:, 1]))

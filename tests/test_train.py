@@ -136,7 +136,7 @@ def test_loss_is_deterministic_in_its_arguments(tiny_config):
     {"pres_estimator": "enumerate", "lr_schedule": "cosine"},
     {"inference": "recurrent", "rnn_hidden": 16},
     {"inference": "residual", "rnn_hidden": 16, "pres_estimator": "enumerate", "count_prior": "geometric",
-     "likelihood": "gaussian", "scenes": "streaming"},
+     "likelihood": "gaussian", "scenes": "streaming", "composition": "max"},
     {"decoder": "conv", "decoder_channels": (8, 4), "overlap": "rejected", "prior_hold": 0.3,
      "count_prior": "geometric"},
 ])
