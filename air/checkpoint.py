@@ -25,10 +25,13 @@ def write_json(path, value):
 
 
 def save_checkpoint(path, *, params, best_params, adam, rng_state, config, history, epoch, best, complete,
-                    signal_stats=None):
-    """Write the training state to `path` (a .npz file) atomically."""
+                    signal_stats=None, average_params=None):
+    """Write the training state to `path` (a .npz file) atomically; `average_params` is the running average of
+    the parameters when config.param_average is on."""
     arrays = {f"params/{k}": v for k, v in leaves(params)}
     arrays.update({f"best_params/{k}": v for k, v in leaves(best_params)})
+    if average_params is not None:
+        arrays.update({f"average_params/{k}": v for k, v in leaves(average_params)})
     arrays.update({"adam/m": adam["m"], "adam/v": adam["v"], "adam/step": np.array(adam["step"])})
     meta = {"format_version": FORMAT_VERSION, "epoch": epoch, "best": best, "complete": complete,
             "rng_state": rng_state, "history": history, "signal_stats": signal_stats}
@@ -65,6 +68,7 @@ def read_checkpoint(path):
         "config": config,
         "params": _nest(data, "params/"),
         "best_params": _nest(data, "best_params/"),
+        "average_params": _nest(data, "average_params/") or None,
         "adam": {"m": data["adam/m"], "v": data["adam/v"], "step": int(data["adam/step"])},
     }
 

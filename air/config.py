@@ -84,6 +84,7 @@ class Config:
     lr_final: float = 0.05  # with the cosine schedule, the last step's learning rate as a fraction of lr
     adam_betas: tuple = (0.9, 0.999)  # Adam's decay rates for the first and second moments
     adam_eps: float = 1e-8  # Adam's denominator offset
+    param_average: float = 0.0  # decay of a running average of the parameters (Polyak averaging), which validation, the best checkpoint and the test score use; 0: the parameters themselves
     seed: int = 0  # seeds the training scenes, the initial parameters and the training noise
     dtype: str = "float32"  # float32 for training speed, float64 for gradient checks
 
@@ -170,6 +171,7 @@ def validate(c):
     _require(0 <= c.prior_hold < 1, "prior_hold", f"must lie in [0, 1), got {c.prior_hold}")
     _require(0 < c.lr_final <= 1, "lr_final", f"must lie in (0, 1], got {c.lr_final}")
     _require(0 <= c.signal_decay < 1, "signal_decay", f"must lie in [0, 1), got {c.signal_decay}")
+    _require(0 <= c.param_average < 1, "param_average", f"must lie in [0, 1), got {c.param_average}")
     for name in ("prior_start", "prior_end"):
         _require(0 < getattr(c, name) < 1, name, f"must lie strictly between 0 and 1, got {getattr(c, name)}")
     for name in ("log_scale_range", "what_logvar_range"):

@@ -118,6 +118,7 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
         layout = Layout(state["params"])
         adam = {**state["adam"], "params": layout.flatten(state["params"])}
         best = dict(state["best"], params=layout.flatten(state["best_params"]))
+        average = layout.flatten(state["average_params"]) if config.param_average else None
         rng = np.random.default_rng()
         rng.bit_generator.state = state["rng_state"]
         history, first_epoch = state["history"], state["epoch"] + 1
@@ -128,6 +129,7 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
         layout = Layout(params)
         adam = adam_init(layout.flatten(params))
         best = {"val_count_acc": -1.0, "epoch": -1, "params": adam["params"].copy()}
+        average = adam["params"].copy() if config.param_average else None
         rng = np.random.default_rng(_seeds(config)["noise"])
         history, first_epoch, wall_offset = [], 0, 0.0
         signal_stats = None
@@ -166,13 +168,16 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
                 factor = lr_factor(config, step, total_steps)
                 adam = adam_update(adam, grads, rates if factor == 1.0 else rates * factor, config.adam_betas,
                                    config.adam_eps)
+                if average is not None:  # in place: average <- d average + (1 - d) params
+                    average += (1.0 - config.param_average) * (adam["params"] - average)
                 for k in sums:
                     sums[k] += float(terms[k])
                 step += 1
                 bar.update(1)
                 if on_step is not None:
                     on_step(step, lambda: layout.unflatten(adam["params"].copy()))
-            scores = evaluate(layout.unflatten(adam["params"]), config, datasets.val)
+            scored = adam["params"] if average is None else average  # what validation, best and test use
+            scores = evaluate(layout.unflatten(scored), config, datasets.val)
             record = {"epoch": epoch + 1, "step": step, "temperature": temp, "kl_scale": kl, "pres_prior": list(prior),
                       **{k: v / n_steps for k, v in sums.items()},
                       "val_count_acc": scores["count_acc"], "val_recon_mse": scores["recon_mse"],
@@ -181,7 +186,7 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
                       "wall_s": wall_offset + time.perf_counter() - wall_start}
             history.append(record)
             if scores["count_acc"] > best["val_count_acc"]:
-                best = {"val_count_acc": scores["count_acc"], "epoch": epoch + 1, "params": adam["params"].copy()}
+                best = {"val_count_acc": scores["count_acc"], "epoch": epoch + 1, "params": scored.copy()}
             bar.set_postfix(loss=f"{record['loss']:.1f}", val_acc=f"{scores['count_acc']:.3f}",
                             best=f"{best['val_count_acc']:.3f}")
             if out is not None:
@@ -189,7 +194,8 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
                                 best_params=layout.unflatten(best["params"]), adam=adam,
                                 rng_state=rng.bit_generator.state, config=config, history=history, epoch=epoch,
                                 best={k: v for k, v in best.items() if k != "params"},
-                                complete=epoch + 1 == config.n_epochs, signal_stats=signal_stats)
+                                complete=epoch + 1 == config.n_epochs, signal_stats=signal_stats,
+                                average_params=None if average is None else layout.unflatten(average))
                 checkpoint_written = True
     except NonFiniteError as error:
         if out is not None:

@@ -62,6 +62,7 @@ def test_best_epoch_parameters_are_restored(tiny_config, mnist, tmp_path):
     (6, {"scenes": "streaming", "pres_estimator": "enumerate"}),  # the scene generator's state is resumed too
     (6, {"pres_estimator": "reinforce", "signal_norm": "running"}),  # and NVIL's running signal statistics
     (6, {"pres_estimator": "reinforce", "signal_norm": "center", "pres_floor": 0.05}),
+    (6, {"param_average": 0.9}),  # the running average of the parameters is resumed too
 ])
 def test_interrupted_and_resumed_run_is_bit_identical(tiny_config, mnist, tmp_path, stop_at, changes):
     tiny_config = dataclasses.replace(tiny_config, **changes)
@@ -79,9 +80,37 @@ def test_interrupted_and_resumed_run_is_bit_identical(tiny_config, mnist, tmp_pa
     a, b = read_checkpoint(tmp_path / "whole"), read_checkpoint(tmp_path / "parts")
     assert_trees_equal(a["params"], b["params"])
     assert_trees_equal(a["best_params"], b["best_params"])
+    assert (a["average_params"] is None) == (tiny_config.param_average == 0)
+    if a["average_params"] is not None:
+        assert_trees_equal(a["average_params"], b["average_params"])
     for key in ("m", "v", "step"):
         assert np.array_equal(a["adam"][key], b["adam"][key])
     assert a["rng_state"] == b["rng_state"]
+
+
+def test_validation_and_the_best_checkpoint_use_the_running_average(tiny_config, mnist, tmp_path):
+    """param_average = d: after every step, average <- d average + (1 - d) params, from the initial parameters;
+    validation scores the average and the best checkpoint (so the test score) holds it."""
+    from air.tree import Layout
+    config = dataclasses.replace(tiny_config, n_epochs=1, param_average=0.7)
+    layout = Layout(air.init_params(np.random.default_rng(0), config))
+    raw = []
+    metrics = run(config, mnist, tmp_path / "run", on_step=lambda step, params: raw.append(layout.flatten(params())))
+    state = read_checkpoint(tmp_path / "run")
+    first = run(dataclasses.replace(config, param_average=0.0), mnist)
+    initial = layout.flatten(air.init_params(np.random.default_rng(air_train._seeds(config)["init"]), config))
+    average = initial.astype(np.float64)
+    for params in raw:
+        average = 0.7 * average + 0.3 * params
+    best = layout.flatten(state["best_params"])
+    assert np.allclose(best, average, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(best, layout.flatten(state["average_params"]))
+    assert not np.allclose(best, raw[-1], rtol=1e-5, atol=1e-6)  # not the raw parameters
+    assert np.array_equal(layout.flatten(state["params"]), raw[-1])
+    scenes = air_train.build_datasets(config, mnist).val
+    assert metrics["best_val_count_acc"] == np.mean(air.infer(state["best_params"], config, scenes.images)["count"]
+                                                    == scenes.counts)
+    assert first["history"][0]["loss"] == metrics["history"][0]["loss"]  # averaging leaves training alone
 
 
 def test_nan_stops_training_and_keeps_the_checkpoint(tiny_config, mnist, tmp_path, monkeypatch):
