@@ -142,6 +142,20 @@ def run_one(spec):
     return _row(spec, metrics, skipped=False)
 
 
+def _config_clash(spec):
+    """A message naming the first field in which the run already in spec's folder differs from spec, or None."""
+    try:
+        values = json.loads((Path(spec.folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    wanted = dataclasses.asdict(spec.config())
+    for name, value in wanted.items():
+        held = values.get(name)
+        if (list(value) if isinstance(value, tuple) else value) != held:
+            return f"{spec.folder}: {name} is {held!r} there, {value!r} here"
+    return None
+
+
 def _complete_metrics(folder):
     try:
         metrics = json.loads((folder / "metrics.json").read_text())
@@ -249,6 +263,11 @@ def main(argv=None):
     if args.out:
         out = Path(args.out)
         runs = [dataclasses.replace(r, folder=str(out / r.name)) for r in runs]
+    stale = [message for message in map(_config_clash, runs) if message]
+    if stale:
+        raise UsageError(f"{len(stale)} run folder(s) hold runs of another configuration (the preset or the sweep "
+                         f"changed?); move them away or pick another --out, so no result is mixed up or "
+                         f"overwritten: {'; '.join(stale[:3])}" + (" ..." if len(stale) > 3 else ""))
     todo = sum(_complete_metrics(Path(r.folder)) is None for r in runs)
     print(f"sweep {args.sweep}: {len(runs)} runs ({len(runs) - todo} already complete) on {args.backend}; "
           f"folder {out}", flush=True)

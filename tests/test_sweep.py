@@ -97,6 +97,18 @@ def test_joblib_runs_the_grid_writes_results_and_resumes(capsys, tiny_sweep, tmp
         "test_count_acc"]
 
 
+def test_a_folder_holding_another_configuration_is_neither_reused_nor_overwritten(capsys, tiny_sweep, tmp_path):
+    out = tmp_path / "sweep"
+    assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(out)]) == 0
+    kept = (out / "seed-pres_estimator=relaxed-seed0" / "metrics.json").read_text()
+    tiny_sweep.write_text(TINY.replace("n_epochs = 2", "n_epochs = 3"))
+    capsys.readouterr()
+    assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "2 run folder(s) hold runs of another configuration" in err and "n_epochs is 2 there, 3 here" in err
+    assert (out / "seed-pres_estimator=relaxed-seed0" / "metrics.json").read_text() == kept
+
+
 def test_a_loopback_dask_cluster_runs_the_same_runs_to_the_same_results(tiny_sweep, tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(tmp_path / "joblib")]) == 0
