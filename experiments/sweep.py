@@ -29,6 +29,7 @@ import time
 import tomllib
 from pathlib import Path
 
+from air.config import Config, ConfigError
 from experiments.cli import Parser, UsageError, run
 
 METRICS = ["status", "test_count_acc", "best_val_count_acc", "last_val_count_acc", "test_recon_mse", "test_box_iou",
@@ -148,11 +149,13 @@ def _config_clash(spec):
         values = json.loads((Path(spec.folder) / "config.json").read_text())
     except (OSError, ValueError):
         return None
-    wanted = dataclasses.asdict(spec.config())
-    for name, value in wanted.items():
-        held = values.get(name)
-        if (list(value) if isinstance(value, tuple) else value) != held:
-            return f"{spec.folder}: {name} is {held!r} there, {value!r} here"
+    try:  # fields added since the run was written take their defaults, as when a checkpoint is read
+        held = dataclasses.asdict(Config.from_dict(values))
+    except (ConfigError, TypeError) as error:
+        return f"{spec.folder}: its config.json is not this version's ({error})"
+    for name, value in dataclasses.asdict(spec.config()).items():
+        if held[name] != value:
+            return f"{spec.folder}: {name} is {held[name]!r} there, {value!r} here"
     return None
 
 

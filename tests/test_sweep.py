@@ -101,6 +101,12 @@ def test_a_folder_holding_another_configuration_is_neither_reused_nor_overwritte
     out = tmp_path / "sweep"
     assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(out)]) == 0
     kept = (out / "seed-pres_estimator=relaxed-seed0" / "metrics.json").read_text()
+    # A run written before a field existed holds that field's default: still the same configuration.
+    old = out / "seed-pres_estimator=relaxed-seed0" / "config.json"
+    old.write_text(json.dumps({k: v for k, v in json.loads(old.read_text()).items() if k != "param_average"}))
+    capsys.readouterr()
+    assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(out)]) == 0
+    assert "(2 already complete)" in capsys.readouterr().out
     tiny_sweep.write_text(TINY.replace("n_epochs = 2", "n_epochs = 3"))
     capsys.readouterr()
     assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(out)]) == 2
