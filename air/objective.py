@@ -18,8 +18,8 @@ import numpy
 
 from autograd.tracer import getval
 
-from air.model import (compose, count_log_probs, encode, prefix_scenes, presence_prob, reconstruct, render, sample_where,
-                       sequential_steps, where_kl)
+from air.model import (compose, count_log_probs, encode, prefix_scenes, presence_prob, reconstruct, render,
+                       sample_where, sequential_steps, where_kl)
 from air.nn import mlp
 
 
@@ -199,7 +199,8 @@ def _enumerated_terms(post, canvases, images, config, prior, recon=True):
         terms["kl_where"] = np.sum(present * post["kl_where_steps"])
     if recon:
         # error[:, n - 1] = (first n steps) - x, for n = 1..T; with n = 0 the error is the image itself.
-        error = prefix_scenes(canvases.reshape(b, t, size * size), config.composition) - images.reshape(b, 1, size * size)
+        scenes = prefix_scenes(canvases.reshape(b, t, size * size), config.composition)
+        error = scenes - images.reshape(b, 1, size * size)
         sse = np.concatenate([numpy.sum(numpy.square(getval(images)), axis=(1, 2)).reshape(b, 1),
                               np.sum(error * error, axis=2)], axis=1)  # (B, T + 1)
         terms["recon"] = np.sum(q_count * _negative_log_likelihood(sse, config))
