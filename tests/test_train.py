@@ -93,13 +93,13 @@ def test_validation_and_the_best_checkpoint_use_the_running_average(tiny_config,
     validation scores the average and the best checkpoint (so the test score) holds it."""
     from air.tree import Layout
     config = dataclasses.replace(tiny_config, n_epochs=1, param_average=0.7)
-    layout = Layout(air.init_params(np.random.default_rng(0), config))
+    initial = air.init_params(np.random.default_rng(air_train._seeds(config)["init"]), config)
+    layout = Layout(initial)
     raw = []
     metrics = run(config, mnist, tmp_path / "run", on_step=lambda step, params: raw.append(layout.flatten(params())))
     state = read_checkpoint(tmp_path / "run")
     first = run(dataclasses.replace(config, param_average=0.0), mnist)
-    initial = layout.flatten(air.init_params(np.random.default_rng(air_train._seeds(config)["init"]), config))
-    average = initial.astype(np.float64)
+    average = layout.flatten(initial).astype(np.float64)
     for params in raw:
         average = 0.7 * average + 0.3 * params
     best = layout.flatten(state["best_params"])
