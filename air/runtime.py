@@ -48,3 +48,32 @@ def tune_allocator():
     mallopt.restype = ctypes.c_int
     settings = ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD), (_M_TOP_PAD, TOP_PAD))
     return all([mallopt(param, value) == 1 for param, value in settings])
+
+
+def environment():
+    """What a figure of this run depends on beyond its Config: the numpy and Python versions, the BLAS library
+    numpy calls and the kernel it picked for this CPU (OpenBLAS chooses one per processor type, and two kernels
+    round differently, so the same seed can end a few tenths of a point apart), and the CPU model."""
+    import numpy
+    record = {"numpy": numpy.__version__, "python": platform.python_version(), "cpu": _cpu_model(),
+              "machine": platform.machine()}
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+    except ImportError:  # threadpoolctl is a dependency; without it the BLAS fields are simply missing
+        blas = []
+    if blas:
+        record.update(blas=f"{blas[0].get('internal_api')} {blas[0].get('version')}",
+                      blas_kernel=blas[0].get("architecture"))
+    return record
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

@@ -17,6 +17,7 @@ from air.metrics import evaluate
 from air.model import init_params
 from air.objective import batch_sums, combine, objective_total, prior_schedule, sample_noise
 from air.optim import adam_init, adam_update
+from air.runtime import environment
 from air.tree import Layout
 
 
@@ -223,6 +224,7 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
         "data_source": datasets.source,
         "n_steps": total_steps,
         "wall_s": wall_offset + time.perf_counter() - wall_start,
+        "environment": environment(),  # numpy, BLAS and its kernel, CPU: what the figures depend on
         "history": history,
     }
     if out is not None:

@@ -26,16 +26,20 @@ def blob_digits(rng, n):
     return (255 * images).astype(np.uint8), rng.integers(0, 10, n)
 
 
-@pytest.fixture(scope="session")
-def mnist_dir(tmp_path_factory):
-    """A folder holding the four MNIST idx files with 600 training and 120 test synthetic digits."""
-    folder = tmp_path_factory.mktemp("mnist")
+def write_synthetic_mnist(folder):
+    """Write the four MNIST idx files into `folder`, with 600 training and 120 test synthetic digits."""
     rng = np.random.default_rng(7)
     for prefix, n in (("train", 600), ("t10k", 120)):
         images, labels = blob_digits(rng, n)
         (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(images)))
         (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(labels)))
     return folder
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory):
+    """A folder holding the four MNIST idx files with 600 training and 120 test synthetic digits."""
+    return write_synthetic_mnist(tmp_path_factory.mktemp("mnist"))
 
 
 @pytest.fixture(autouse=True)
