@@ -8,6 +8,11 @@ import json
 from dataclasses import dataclass, field
 
 
+def option(default, help, **metadata):
+    """A Config field: its default and its help text, which the command line's --help shows."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
 class ConfigError(ValueError):
     """A Config field holds an impossible value. `name` is the field, `problem` says what is wrong."""
 
@@ -19,74 +24,101 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Config:
-    # --- scenes -------------------------------------------------------------------------------------
-    canvas_size: int = 32  # side of the square scene, pixels
-    max_digits: int = 2  # scenes hold 0..max_digits digits, the count uniform over that range
-    train_counts: tuple = field(default=(), metadata={"item": int})  # counts of training and validation scenes, drawn uniformly (empty: 0..max_digits); test scenes always hold 0..max_digits
-    digit_size: tuple = (12, 18)  # smallest and largest digit side in pixels on a 32-px canvas; scales with the canvas
-    n_train: int = 1500  # training scenes, built once from the training digit pool (with streaming: scenes per epoch)
-    n_val: int = 300  # validation scenes (validation digit pool), scored every epoch for early stopping
-    n_test: int = 1000  # test scenes (test digit pool, digits the model never saw), scored once at the end
-    scenes: str = "fixed"  # training scenes: "fixed" n_train scenes built once (the seed) | "streaming" fresh ones every batch
-    overlap: str = "allowed"  # digits in a scene: "allowed" to cross (the seed) | "rejected": ink may not pile up (Pyro's scenes)
-    eval_seed: int = 1234  # seeds the validation and test scenes, so every training seed is scored on the same ones
+    """Every number and choice of a run. The defaults are the seed's model and training; PRESETS name others."""
 
-    # --- model (Eslami et al. 2016, Sec. 2, reduced as the seed describes) -------------------------
-    max_steps: int = 3  # T, the number of attention steps (objects the model can explain)
-    inference: str = "global"  # "global" MLP + per-step heads (the seed) | "recurrent" LSTM over steps (AIR) | "residual" LSTM fed what earlier steps left unexplained (DAIR)
-    rnn_hidden: int = 256  # LSTM width of the recurrent and residual inference networks
-    z_where: str = "deterministic"  # "deterministic" (the seed) | "stochastic": Gaussian posterior, prior N(where_prior_mean, where_prior_sd^2), KL weighted like z_what's
-    where_prior_mean: tuple = (-0.7, 0.0, 0.0)  # prior mean of (log s, tx, ty) for a stochastic z_where
-    where_prior_sd: tuple = (0.3, 0.6, 0.6)  # prior standard deviation of (log s, tx, ty)
-    object_encoder: str = "global"  # z_what from the inference network's heads (the seed) | "glimpse": from a crop at z_where (the paper)
-    glimpse_hidden: int = 200  # hidden width of the glimpse encoder MLP
-    encoder_hidden: tuple = (200, 100)  # global MLP encoder widths, ReLU after each
-    what_dim: int = 20  # size of z_what, the appearance code of one object
-    window_size: int = 16  # side of the decoded patch that the transformer places on the canvas
-    decoder: str = "mlp"  # z_what -> window: "mlp" (the seed) | "conv": dense to a P/4 grid, then two (upsample x2, 3x3 conv)
-    decoder_hidden: int = 100  # hidden width of the MLP decoder z_what -> patch (and of the conv decoder's dense layer)
-    decoder_channels: tuple = (32, 16)  # conv decoder: channels of its P/4 grid and of its hidden P/2 grid
-    decoder_bias: float = -2.0  # initial output bias of the decoder: sigmoid(-2) ~ 0.12, a nearly dark patch
-    where_log_scale_init: float = -0.7  # initial bias of log s: windows start at half the canvas (s = 0.5)
-    log_scale_range: tuple = (-3.0, 1.5)  # log s is clipped to this range before the transformer
-    what_logvar_range: tuple = (-8.0, 4.0)  # z_what log-variance is clipped to this range
-    composition: str = "sum"  # how step canvases make the scene: "sum" (the paper) | "max" pixelwise, as the seed's scenes paste digits
-    count_rule: str = "logit"  # infer's presence decision: "logit" (own and earlier logits > 0) | "cumulative" (P(count > t) > 0.5) | "mode" (most probable count)
+    # --- scenes -----------------------------------------------------------------------------------------------
+    canvas_size: int = option(32, "side of the square scene, pixels")
+    max_digits: int = option(2, "scenes hold 0..max_digits digits, the count uniform over that range")
+    train_counts: tuple = option((), "counts of the training and validation scenes, drawn uniformly (empty: "
+                                     "0..max_digits); test scenes always hold 0..max_digits", item=int)
+    digit_size: tuple = option((12, 18), "smallest and largest digit side in pixels on a 32-px canvas; scales "
+                                         "with the canvas")
+    n_train: int = option(1500, "training scenes, built once from the training digit pool (with streaming "
+                                "scenes: scenes per epoch)")
+    n_val: int = option(300, "validation scenes (validation digit pool), scored every epoch for early stopping")
+    n_test: int = option(1000, "test scenes (test digit pool, digits the model never saw), scored at the end")
+    scenes: str = option("fixed", "training scenes: n_train built once (the seed), or fresh ones every batch",
+                         choices=("fixed", "streaming"))
+    overlap: str = option("allowed", "digits may cross (the seed), or are moved until their ink does not pile up "
+                                     "(Pyro's scenes)", choices=("allowed", "rejected"))
+    eval_seed: int = option(1234, "seeds the validation and test scenes, so every training seed is scored on the "
+                                  "same ones")
 
-    # --- objective (the seed's ELBO) ---------------------------------------------------------------
-    recon_weight: float = 1.0  # weight of the per-image sum of squared errors (= 1024 * MSE on 32x32)
-    kl_what_weight: float = 0.05  # weight of sum_t KL(q(z_what_t) || N(0, I))
-    kl_pres_weight: float = 0.3  # weight of sum_t KL(Bern(q_t) || Bern(p_t))
-    pres_estimator: str = "relaxed"  # z_pres: "relaxed" Gumbel-sigmoid (the seed) | "enumerate" the T + 1 counts summed out exactly | "reinforce" binary samples, NVIL
-    pres_floor: float = 0.0  # z_pres posterior probabilities kept in [floor, 1 - floor], so no step is ever switched off for good
-    baseline_hidden: int = 100  # hidden width of REINFORCE's baseline MLP
-    baseline_lr: float = 1e-2  # Adam learning rate of the baseline (NVIL trains it faster than the model)
-    signal_norm: str = "none"  # REINFORCE's learning signal: "none" | "center": minus its running mean | "running": centred and scaled by running stats (NVIL)
-    signal_decay: float = 0.9  # decay of those running mean and variance
-    pres_kl: str = "forward"  # "forward" KL(q || p), the seed's stated ELBO | "reverse" KL(p || q), gradient q - p as the seed's code
-    pres_prior: tuple = (0.5, 0.4, 0.2)  # p_t, the prior probability that step t is present (one per step)
-    count_prior: str = "independent"  # "independent" per-step pres_prior (the seed) | "geometric" p(n) ~ rho^n, rho annealed
-    prior_start: float = 0.99  # geometric prior: rho at the first step, held for the first prior_hold of training ...
-    prior_end: float = 1e-5  # ... annealed log-linearly to this value ...
-    prior_anneal: float = 0.33  # ... over this fraction of the training steps, then held
-    prior_hold: float = 0.0  # fraction of the training steps at prior_start before the anneal (Kosiorek's hold)
-    likelihood: str = "sse"  # "sse": recon_weight * sum of squared errors (the seed) | "gaussian" with likelihood_sd per pixel
-    likelihood_sd: float = 0.3  # standard deviation of the Gaussian likelihood (0.3 in the paper's setups)
-    kl_warmup_epochs: int = 2  # both KL weights ramp up linearly over this many epochs ((e + 1) / n)
-    temp_start: float = 1.0  # Gumbel-sigmoid temperature at the first step
-    temp_end: float = 0.2  # ... annealed linearly to this value at the last step
+    # --- guide and generative model (Eslami et al. 2016, Sec. 2; air.guide, air.generative) ---------------------
+    max_steps: int = option(3, "T, the number of attention steps (objects the model can explain)")
+    inference: str = option("global", "the guide's network: an MLP and per-step heads (the seed), an LSTM over "
+                                      "steps reading the image (AIR), or what earlier steps left unexplained (DAIR)",
+                            choices=("global", "recurrent", "residual"))
+    rnn_hidden: int = option(256, "LSTM width of the recurrent and residual inference networks")
+    z_where: str = option("deterministic", "z_where as a point (the seed), or Gaussian with prior N(where_prior_mean, "
+                                           "where_prior_sd^2) and its KL, weighted like z_what's",
+                          choices=("deterministic", "stochastic"))
+    where_prior_mean: tuple = option((-0.7, 0.0, 0.0), "prior mean of (log s, tx, ty) for a stochastic z_where")
+    where_prior_sd: tuple = option((0.3, 0.6, 0.6), "prior standard deviation of (log s, tx, ty)")
+    object_encoder: str = option("global", "z_what from the inference network's heads (the seed), or from a glimpse "
+                                           "cropped at z_where (the paper)", choices=("global", "glimpse"))
+    glimpse_hidden: int = option(200, "hidden width of the glimpse encoder MLP")
+    encoder_hidden: tuple = option((200, 100), "widths of the encoder MLP, ReLU after each")
+    what_dim: int = option(20, "size of z_what, the appearance code of one object")
+    window_size: int = option(16, "side P of the decoded window that the transformer places on the canvas")
+    decoder: str = option("mlp", "z_what -> window: an MLP (the seed), or a dense layer to a P/4 grid and two "
+                                 "(upsample x2, 3x3 conv) stages", choices=("mlp", "conv"))
+    decoder_hidden: int = option(100, "hidden width of the MLP decoder (and of the conv decoder's dense layer)")
+    decoder_channels: tuple = option((32, 16), "conv decoder: channels of its P/4 grid and of its hidden P/2 grid")
+    decoder_bias: float = option(-2.0, "initial output bias of the decoder: sigmoid(-2) ~ 0.12, a nearly dark window")
+    where_log_scale_init: float = option(-0.7, "initial bias of log s: windows start at half the canvas (s = 0.5)")
+    log_scale_range: tuple = option((-3.0, 1.5), "log s is clipped to this range before the transformer")
+    what_logvar_range: tuple = option((-8.0, 4.0), "z_what's log-variance is clipped to this range")
+    composition: str = option("sum", "the scene from the step canvases: their sum (the paper), or their pixelwise "
+                                     "maximum, as the seed's scenes paste digits", choices=("sum", "max"))
+    count_rule: str = option("logit", "infer's presence decision: own and earlier logits > 0, P(count > t) > 0.5, "
+                                      "or the most probable count", choices=("logit", "cumulative", "mode"))
 
-    # --- optimisation ------------------------------------------------------------------------------
-    n_epochs: int = 8  # passes over the training scenes
-    batch_size: int = 32  # scenes per gradient step
-    lr: float = 2e-3  # Adam learning rate
-    lr_schedule: str = "constant"  # "constant" (the seed) | "cosine": decays to lr * lr_final over the run
-    lr_final: float = 0.05  # with the cosine schedule, the last step's learning rate as a fraction of lr
-    adam_betas: tuple = (0.9, 0.999)  # Adam's decay rates for the first and second moments
-    adam_eps: float = 1e-8  # Adam's denominator offset
-    param_average: float = 0.0  # decay of a running average of the parameters (Polyak averaging), which validation, the best checkpoint and the test score use; 0: the parameters themselves
-    seed: int = 0  # seeds the training scenes, the initial parameters and the training noise
-    dtype: str = "float32"  # float32 for training speed, float64 for gradient checks
+    # --- objective (air.objective, air.estimators) ---------------------------------------------------------------
+    recon_weight: float = option(1.0, "weight of -log p(x | z) (the seed's: the sum of squared errors, 1024 * MSE "
+                                      "on 32x32)")
+    kl_what_weight: float = option(0.05, "weight of sum_t KL(q(z_what_t) || N(0, I)) (and of z_where's KL)")
+    kl_pres_weight: float = option(0.3, "weight of the z_pres KL")
+    pres_estimator: str = option("relaxed", "z_pres: Gumbel-sigmoid (the seed), the T + 1 counts summed out "
+                                            "exactly, or binary samples with REINFORCE and NVIL's baseline",
+                                 choices=("relaxed", "enumerate", "reinforce"))
+    pres_floor: float = option(0.0, "z_pres posterior probabilities kept in [floor, 1 - floor], so no step is ever "
+                                    "switched off for good")
+    baseline_hidden: int = option(100, "hidden width of REINFORCE's baseline MLP")
+    baseline_lr: float = option(1e-2, "Adam learning rate of the baseline (NVIL trains it faster than the model)")
+    signal_norm: str = option("none", "REINFORCE's learning signal: raw, minus its running mean, or also divided by "
+                                      "its running sd (NVIL)", choices=("none", "center", "running"))
+    signal_decay: float = option(0.9, "decay of those running mean and variance")
+    pres_kl: str = option("forward", "KL(q || p), the seed's stated ELBO, or KL(p || q), whose gradient q - p the "
+                                     "seed's code applies", choices=("forward", "reverse"))
+    pres_prior: tuple = option((0.5, 0.4, 0.2), "p_t, the prior probability that step t is present (one per step)")
+    count_prior: str = option("independent", "the per-step pres_prior (the seed), or p(n) ~ rho^n with rho annealed",
+                              choices=("independent", "geometric"))
+    prior_start: float = option(0.99, "geometric prior: rho at the first step, held for the first prior_hold ...")
+    prior_end: float = option(1e-5, "... annealed log-linearly to this value ...")
+    prior_anneal: float = option(0.33, "... over this fraction of the training steps, then held")
+    prior_hold: float = option(0.0, "fraction of the training steps at prior_start before the anneal")
+    likelihood: str = option("sse", "-log p(x | z): the seed's sum of squared errors, or a Gaussian with sd "
+                                    "likelihood_sd per pixel", choices=("sse", "gaussian"))
+    likelihood_sd: float = option(0.3, "standard deviation of the Gaussian likelihood (0.3 in the paper's setups)")
+    kl_warmup_epochs: int = option(2, "both KL weights ramp up linearly over this many epochs ((e + 1) / n)")
+    temp_start: float = option(1.0, "Gumbel-sigmoid temperature at the first step ...")
+    temp_end: float = option(0.2, "... annealed linearly to this value at the last step")
+
+    # --- optimisation (air.train, air.schedules) -----------------------------------------------------------------
+    n_epochs: int = option(8, "passes over the training scenes")
+    batch_size: int = option(32, "scenes per gradient step")
+    lr: float = option(2e-3, "Adam learning rate")
+    lr_schedule: str = option("constant", "constant (the seed), or a cosine decay to lr * lr_final over the run",
+                              choices=("constant", "cosine"))
+    lr_final: float = option(0.05, "with the cosine schedule, the last step's learning rate as a fraction of lr")
+    adam_betas: tuple = option((0.9, 0.999), "Adam's decay rates for the first and second moments")
+    adam_eps: float = option(1e-8, "Adam's denominator offset")
+    param_average: float = option(0.0, "decay of a running average of the parameters (Polyak averaging), which "
+                                       "validation, the best checkpoint and the test score use; 0: none")
+    seed: int = option(0, "seeds the training scenes, the initial parameters and the training noise")
+    dtype: str = option("float32", "float32 for training speed, float64 for gradient checks",
+                        choices=("float32", "float64"))
 
     def __post_init__(self):
         validate(self)
@@ -104,15 +136,8 @@ class Config:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-# The string fields and their allowed values (the command line offers them as choices).
-CHOICES = {"dtype": ("float32", "float64"), "count_rule": ("logit", "cumulative", "mode"),
-           "pres_kl": ("forward", "reverse"), "pres_estimator": ("relaxed", "enumerate", "reinforce"),
-           "scenes": ("fixed", "streaming"), "overlap": ("allowed", "rejected"),
-           "inference": ("global", "recurrent", "residual"),
-           "count_prior": ("independent", "geometric"), "likelihood": ("sse", "gaussian"),
-           "object_encoder": ("global", "glimpse"), "z_where": ("deterministic", "stochastic"),
-           "lr_schedule": ("constant", "cosine"), "signal_norm": ("none", "center", "running"),
-           "decoder": ("mlp", "conv"), "composition": ("sum", "max")}
+# The string fields and their allowed values, from their metadata (the command line offers them as choices).
+CHOICES = {f.name: f.metadata["choices"] for f in dataclasses.fields(Config) if "choices" in f.metadata}
 
 
 def _require(condition, name, problem):
@@ -125,7 +150,8 @@ def validate(c):
     for f in dataclasses.fields(c):
         value = getattr(c, f.name)
         if f.type is int:
-            _require(isinstance(value, int) and not isinstance(value, bool), f.name, f"must be an integer, got {value!r}")
+            _require(isinstance(value, int) and not isinstance(value, bool), f.name,
+                     f"must be an integer, got {value!r}")
         elif f.type is float:
             _require(isinstance(value, (int, float)) and not isinstance(value, bool), f.name,
                      f"must be a number, got {value!r}")

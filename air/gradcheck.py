@@ -25,9 +25,11 @@ import numpy as np
 
 import autograd.numpy as anp
 
-from air.model import count_log_probs, encode, init_params, presence_prob, sequential_steps
+from air.guide import count_log_probs, guide, presence_prob
+from air.model import init_params
 from air.nn import mlp
-from air.objective import batch_sums, combine, elbo_terms, loss, prior_schedule, sample_noise
+from air.objective import batch_sums, combine, elbo_terms, loss, sample_noise
+from air.schedules import pres_prior as prior_at
 from air.tree import Layout
 
 JITTER = 1e-3  # sd of the noise that moves the check point off the ReLU kinks of a zero-bias initialisation
@@ -69,7 +71,7 @@ def problem(config, images, seed=0):
     params = init_params(rng, config)
     noise = sample_noise(rng, config, len(images))
     images = np.asarray(images, np.float64)
-    pres_prior = prior_schedule(config, 0, 1)
+    pres_prior = prior_at(config, 0, 1)
     layout = Layout(params)
     theta = layout.flatten(params)
     theta = theta + JITTER * rng.standard_normal(len(theta))
@@ -88,11 +90,12 @@ def _frozen_surrogate(config, layout, theta, images, noise, pres_prior):
     ELBO(sample) + mean_i (c_i - b_i) log q(n_i) + mean_i (c_i - b(x_i))^2."""
     params = layout.unflatten(theta)
     b = len(images)
-    logits = _pres_logits(params, config, images, noise)
+    logits = guide(params, config, images, noise)["pres_logit"]
     n = np.cumprod(noise["pres"] < presence_prob(config, logits), axis=1).sum(axis=1)
     onehot = np.arange(config.max_steps + 1) == n[:, None]
-    cost = np.array([config.recon_weight * batch_sums(params, images[i:i + 1], {k: v[i:i + 1] for k, v in noise.items()},
-                                                      config, 0.5, pres_prior)["recon"] for i in range(b)])
+    scene_noise = lambda i: {k: v[i:i + 1] for k, v in noise.items()}
+    cost = np.array([config.recon_weight * batch_sums(params, images[i:i + 1], scene_noise(i), config, 0.5,
+                                                      pres_prior)["recon"] for i in range(b)])
     signal = cost - mlp(params["baseline"], images.reshape(b, -1)).reshape(b)
 
     def surrogate(flat, group=None):
@@ -100,8 +103,8 @@ def _frozen_surrogate(config, layout, theta, images, noise, pres_prior):
         total = 0.0
         if group != "baseline":  # the ELBO and the score term, which the baseline's parameters do not enter
             elbo = combine(elbo_terms(p, images, noise, config, 0.5, pres_prior), config)
-            log_q = anp.sum(count_log_probs(_pres_logits(p, config, images, noise), config.pres_floor)[0] * onehot,
-                            axis=1)
+            log_q_count = count_log_probs(guide(p, config, images, noise)["pres_logit"], config.pres_floor)[0]
+            log_q = anp.sum(log_q_count * onehot, axis=1)
             total = elbo + anp.sum(signal * log_q) / b
         if group in (None, "baseline"):  # the baseline's regression, which only they enter
             baseline = mlp(p["baseline"], images.reshape(b, -1)).reshape(b)
@@ -109,12 +112,6 @@ def _frozen_surrogate(config, layout, theta, images, noise, pres_prior):
         return total
 
     return surrogate
-
-
-def _pres_logits(params, config, images, noise):
-    if config.inference == "global":
-        return encode(params, config, images)["pres_logit"]
-    return sequential_steps(params, config, images, noise["what"], noise.get("where"))["pres_logit"]
 
 
 def group_slices(layout):
@@ -153,7 +150,8 @@ def check_gradients(f, g, theta, layout, groups=None, eps=1e-5, n_directions=2, 
         for _ in range(n_directions):
             v = np.zeros_like(theta)
             v[index] = rng.standard_normal(len(index))
-            directions.append(("direction", "random unit vector", v / np.linalg.norm(v), float(grad @ v) / np.linalg.norm(v)))
+            norm = np.linalg.norm(v)
+            directions.append(("direction", "random unit vector", v / norm, float(grad @ v) / norm))
         for i in rng.choice(index, size=min(n_coordinates, len(index)), replace=False):
             v = np.zeros_like(theta)
             v[i] = 1.0

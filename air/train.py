@@ -1,5 +1,9 @@
-"""The training loop: Adam on the negative ELBO, temperature annealing, KL warm-up, validation every epoch,
-the best-validation parameters restored at the end (the seed's early stopping), and resumable checkpoints.
+"""Training: Adam on the negative ELBO, validation every epoch, the best-validation parameters restored at the end
+(the seed's early stopping), and checkpoints from which a run resumes bit for bit.
+
+A run's state between steps is a TrainState, built fresh (fresh_state) or restored from a checkpoint
+(restore_state); train_step advances it by one batch at the schedules' values (air.schedules.at_step), and
+train() is the loop over epochs around it.
 """
 import dataclasses
 import math
@@ -9,15 +13,16 @@ from pathlib import Path
 
 import numpy as np
 from autograd.differential_operators import grad_and_aux
-from autograd.tracer import getval
 
 from air import data as air_data
 from air.checkpoint import CHECKPOINT, read_checkpoint, save_checkpoint, write_json
+from air.estimators import estimator
 from air.metrics import evaluate
 from air.model import init_params
-from air.objective import batch_sums, combine, objective_total, prior_schedule, sample_noise
+from air.objective import TERMS, loss_and_terms, sample_noise
 from air.optim import adam_init, adam_update
 from air.runtime import environment
+from air.schedules import at_step, steps_per_epoch
 from air.tree import Layout
 
 
@@ -25,7 +30,8 @@ class NonFiniteError(RuntimeError):
     """Training produced a NaN or inf; names the step and the quantity."""
 
     def __init__(self, step, epoch, quantity, checkpoint):
-        kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint had been written yet"
+        kept = (f"the last good checkpoint is kept at {checkpoint}" if checkpoint
+                else "no checkpoint had been written yet")
         super().__init__(f"non-finite {quantity} at step {step} (epoch {epoch + 1}); {kept}")
         self.step, self.epoch, self.quantity = step, epoch, quantity
 
@@ -65,40 +71,106 @@ def _seeds(config):
     return {"data": data, "init": init, "noise": noise}
 
 
-def temperature(config, step, total_steps):
-    """The Gumbel-sigmoid temperature at `step`: linear from temp_start (first step) to temp_end (last)."""
-    frac = step / max(1, total_steps - 1)
-    return config.temp_start + (config.temp_end - config.temp_start) * frac
+@dataclasses.dataclass
+class TrainState:
+    """Everything a run carries from one step to the next; a checkpoint is exactly this, so a run restored
+    from one continues bit for bit. Parameters are flat vectors cut by `layout` (air.tree.Layout)."""
+
+    layout: Layout
+    adam: dict  # Adam's state (air.optim): params, m, v, step
+    best: dict  # val_count_acc, epoch and params of the best validation epoch so far
+    average: "np.ndarray | None"  # the running average of the parameters (config.param_average), or None
+    rng: np.random.Generator  # the training generator: batches, streaming scenes, noise
+    history: list  # one record per finished epoch
+    epoch: int  # the next epoch to run
+    stats: object = None  # the estimator's running statistics (REINFORCE with NVIL: the signal's mean and sd)
+    wall_offset: float = 0.0  # seconds spent before a restore
+
+    @property
+    def scored(self):
+        """The parameters validation, the best checkpoint and the test score use: the average, if any."""
+        return self.adam["params"] if self.average is None else self.average
 
 
-def lr_factor(config, step, total_steps):
-    """The learning rate's multiplier at `step`: 1, or a cosine from 1 down to config.lr_final at the last step."""
-    if config.lr_schedule == "constant":
-        return 1.0
-    frac = step / max(1, total_steps - 1)
-    return config.lr_final + (1.0 - config.lr_final) * 0.5 * (1.0 + math.cos(math.pi * frac))
+def fresh_state(config):
+    """The state before the first step: parameters drawn from the run's init stream, Adam at zero."""
+    params = init_params(np.random.default_rng(_seeds(config)["init"]), config)
+    layout = Layout(params)
+    adam = adam_init(layout.flatten(params))
+    return TrainState(layout=layout, adam=adam,
+                      best={"val_count_acc": -1.0, "epoch": -1, "params": adam["params"].copy()},
+                      average=adam["params"].copy() if config.param_average else None,
+                      rng=np.random.default_rng(_seeds(config)["noise"]), history=[], epoch=0)
 
 
-def kl_scale(config, epoch):
-    """The seed's KL warm-up: both KL weights scaled by (epoch + 1) / kl_warmup_epochs until it reaches 1."""
-    return 1.0 if config.kl_warmup_epochs == 0 else min(1.0, (epoch + 1) / config.kl_warmup_epochs)
+def restore_state(config, path):
+    """The state a checkpoint holds; ValueError if it was written with another config."""
+    saved = read_checkpoint(path)
+    if saved["config"] != config:
+        raise ValueError(f"{path}: the checkpoint was written with another config; resume with the run's own")
+    layout = Layout(saved["params"])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = saved["rng_state"]
+    history = saved["history"]
+    return TrainState(layout=layout, adam={**saved["adam"], "params": layout.flatten(saved["params"])},
+                      best=dict(saved["best"], params=layout.flatten(saved["best_params"])),
+                      average=layout.flatten(saved["average_params"]) if config.param_average else None,
+                      rng=rng, history=history, epoch=saved["epoch"] + 1, stats=saved.get("signal_stats"),
+                      wall_offset=history[-1]["wall_s"] if history else 0.0)
 
 
-def steps_per_epoch(config):
-    return config.n_train // config.batch_size  # the seed drops the last partial batch
+def save_state(path, state, config):
+    """Write `state` after its last finished epoch (state.epoch - 1) to the checkpoint file `path`."""
+    unflatten = state.layout.unflatten
+    save_checkpoint(path, params=unflatten(state.adam["params"]), best_params=unflatten(state.best["params"]),
+                    adam=state.adam, rng_state=state.rng.bit_generator.state, config=config, history=state.history,
+                    epoch=state.epoch - 1, best={k: v for k, v in state.best.items() if k != "params"},
+                    complete=state.epoch == config.n_epochs, signal_stats=state.stats,
+                    average_params=None if state.average is None else unflatten(state.average))
 
 
-def _objective(flat, layout, images, noise, config, temp, kl, pres_prior=None, signal_stats=None):
-    """The loss of a flat parameter vector, and its terms as plain floats for logging (batch means)."""
-    b = images.shape[0]
-    sums = batch_sums(layout.unflatten(flat), images, noise, config, temp, pres_prior, signal_stats)
-    total = objective_total(sums, config, kl) / b  # linear in the sums: one batch mean, after it
-    terms = {k: getval(v) / b for k, v in sums.items() if k in ("recon", "kl_what", "kl_pres", "kl_where")}
-    terms.update({k: v for k, v in sums.items() if k.startswith("signal_")})  # already per-scene statistics
-    return total, {"loss": getval(combine(sums, config, kl)) / b, **terms}
+def logged_terms(config):
+    """The negative ELBO's terms a run of this config has (kl_where only for a stochastic z_where)."""
+    return [k for k in TERMS if k != "kl_where" or config.z_where == "stochastic"]
 
 
-_gradient_and_terms = grad_and_aux(_objective)
+def learning_rates(config, layout):
+    """Adam's learning rate: config.lr, or a vector over the flat parameters when the estimator gives some
+    parameter groups their own (REINFORCE's baseline: config.baseline_lr)."""
+    own = estimator(config).rates
+    if not any(path.split("/", 1)[0] in own for path in layout.paths):
+        return config.lr
+    return np.concatenate([np.full(int(np.prod(shape)), getattr(config, own.get(path.split("/", 1)[0], "lr")),
+                                   dtype=config.dtype) for path, shape in zip(layout.paths, layout.shapes)])
+
+
+def _flat_loss_and_terms(flat, layout, *args):
+    return loss_and_terms(layout.unflatten(flat), *args)
+
+
+_gradient_and_terms = grad_and_aux(_flat_loss_and_terms)
+
+
+def train_step(state, config, batch, schedule, rates):
+    """One Adam step on `batch` at the schedules' values `schedule` (air.schedules.at_step); updates `state`
+    in place and returns the loss terms. NonFiniteError (without a checkpoint path) at a NaN or inf."""
+    est = estimator(config)
+    noise = sample_noise(state.rng, config, len(batch))
+    step = state.adam["step"]
+    # tanh's backward pass divides by cosh(x)^2, which overflows to inf for large |x| and gives the right zero;
+    # the finiteness check below catches what matters, so numpy need not warn.
+    with np.errstate(over="ignore"):
+        grads, terms = _gradient_and_terms(state.adam["params"], state.layout, batch, noise, config,
+                                           schedule["temperature"], schedule["kl_scale"], schedule["pres_prior"],
+                                           est.normaliser(config, state.stats))
+    _check_finite(terms["loss"], grads, step, step // steps_per_epoch(config), None)
+    state.stats = est.update_stats(state.stats, terms, config)
+    factor = schedule["lr_factor"]
+    state.adam = adam_update(state.adam, grads, rates if factor == 1.0 else rates * factor, config.adam_betas,
+                             config.adam_eps)
+    if state.average is not None:  # in place: average <- d average + (1 - d) params
+        state.average += (1.0 - config.param_average) * (state.adam["params"] - state.average)
+    return terms
 
 
 def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=None):
@@ -110,108 +182,82 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
     a user would. A NaN or inf raises NonFiniteError after the metrics so far are written.
     """
     out = Path(out_dir) if out_dir is not None else None
-    dtype = np.dtype(config.dtype)
     wall_start = time.perf_counter()
     if resume:
-        state = read_checkpoint(out / CHECKPOINT)
-        if state["config"] != config:
-            raise ValueError(f"{out}: the checkpoint was written with another config; resume with the run's own")
-        layout = Layout(state["params"])
-        adam = {**state["adam"], "params": layout.flatten(state["params"])}
-        best = dict(state["best"], params=layout.flatten(state["best_params"]))
-        average = layout.flatten(state["average_params"]) if config.param_average else None
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state["rng_state"]
-        history, first_epoch = state["history"], state["epoch"] + 1
-        signal_stats = state.get("signal_stats")
-        wall_offset = history[-1]["wall_s"] if history else 0.0
+        state = restore_state(config, out / CHECKPOINT)
     else:
-        params = init_params(np.random.default_rng(_seeds(config)["init"]), config)
-        layout = Layout(params)
-        adam = adam_init(layout.flatten(params))
-        best = {"val_count_acc": -1.0, "epoch": -1, "params": adam["params"].copy()}
-        average = adam["params"].copy() if config.param_average else None
-        rng = np.random.default_rng(_seeds(config)["noise"])
-        history, first_epoch, wall_offset = [], 0, 0.0
-        signal_stats = None
+        state = fresh_state(config)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             write_json(out / "config.json", dataclasses.asdict(config))
-
     n_steps = steps_per_epoch(config)
     total_steps = config.n_epochs * n_steps
-    rates = learning_rates(config, layout)
+    rates = learning_rates(config, state.layout)
     images = datasets.train.images
     checkpoint_written = out is not None and (out / CHECKPOINT).exists()
-    bar = _progress_bar(total_steps, first_epoch * n_steps, progress)
-    step = first_epoch * n_steps
+    step = state.epoch * n_steps
+    bar = _progress_bar(total_steps, step, progress)
     try:
-        for epoch in range(first_epoch, config.n_epochs):
-            kl = kl_scale(config, epoch)
-            order = rng.permutation(len(images))
-            sums = {"loss": 0.0, "recon": 0.0, "kl_what": 0.0, "kl_pres": 0.0}
+        for epoch in range(state.epoch, config.n_epochs):
+            order = state.rng.permutation(len(images))
+            sums = dict.fromkeys(["loss"] + logged_terms(config), 0.0)
             for b in range(n_steps):
                 if config.scenes == "streaming":  # fresh scenes, from the training generator (so resumable)
-                    batch = training_scenes(config, rng, datasets.train_pool, config.batch_size).images
+                    batch = training_scenes(config, state.rng, datasets.train_pool, config.batch_size).images
                 else:
                     batch = images[order[b * config.batch_size:(b + 1) * config.batch_size]]
-                noise = sample_noise(rng, config, config.batch_size)
-                temp = temperature(config, step, total_steps)
-                prior = prior_schedule(config, step, total_steps)
-                # tanh's backward pass divides by cosh(x)^2, which overflows to inf for large |x| and gives the
-                # right zero; the finiteness check below catches what matters, so numpy need not warn.
-                with np.errstate(over="ignore"):
-                    grads, terms = _gradient_and_terms(adam["params"], layout, batch, noise, config, temp, kl, prior,
-                                                       _signal_normaliser(config, signal_stats))
-                _check_finite(terms["loss"], grads, step, epoch, out if checkpoint_written else None)
-                if "signal_mean" in terms:
-                    signal_stats = _running_signal_stats(signal_stats, terms, config.signal_decay)
-                factor = lr_factor(config, step, total_steps)
-                adam = adam_update(adam, grads, rates if factor == 1.0 else rates * factor, config.adam_betas,
-                                   config.adam_eps)
-                if average is not None:  # in place: average <- d average + (1 - d) params
-                    average += (1.0 - config.param_average) * (adam["params"] - average)
+                schedule = at_step(config, step, total_steps)
+                try:
+                    terms = train_step(state, config, batch, schedule, rates)
+                except NonFiniteError as error:
+                    raise NonFiniteError(error.step, error.epoch, error.quantity,
+                                         out / CHECKPOINT if checkpoint_written else None) from None
                 for k in sums:
                     sums[k] += float(terms[k])
                 step += 1
                 bar.update(1)
                 if on_step is not None:
-                    on_step(step, lambda: layout.unflatten(adam["params"].copy()))
-            scored = adam["params"] if average is None else average  # what validation, best and test use
-            scores = evaluate(layout.unflatten(scored), config, datasets.val)
-            record = {"epoch": epoch + 1, "step": step, "temperature": temp, "kl_scale": kl, "pres_prior": list(prior),
-                      **{k: v / n_steps for k, v in sums.items()},
-                      "val_count_acc": scores["count_acc"], "val_recon_mse": scores["recon_mse"],
-                      "val_per_class_acc": scores["per_class_acc"], "val_mean_pres_prob": scores["mean_pres_prob"],
-                      "val_mean_scale": scores["mean_scale"],
-                      "wall_s": wall_offset + time.perf_counter() - wall_start}
-            history.append(record)
-            if scores["count_acc"] > best["val_count_acc"]:
-                best = {"val_count_acc": scores["count_acc"], "epoch": epoch + 1, "params": scored.copy()}
-            bar.set_postfix(loss=f"{record['loss']:.1f}", val_acc=f"{scores['count_acc']:.3f}",
-                            best=f"{best['val_count_acc']:.3f}")
+                    on_step(step, lambda: state.layout.unflatten(state.adam["params"].copy()))
+            scores = evaluate(state.layout.unflatten(state.scored), config, datasets.val)
+            state.history.append({
+                "epoch": epoch + 1, "step": step, "temperature": schedule["temperature"],
+                "kl_scale": schedule["kl_scale"], "pres_prior": list(schedule["pres_prior"]),
+                **{k: v / n_steps for k, v in sums.items()},
+                "val_count_acc": scores["count_acc"], "val_recon_mse": scores["recon_mse"],
+                "val_per_class_acc": scores["per_class_acc"], "val_mean_pres_prob": scores["mean_pres_prob"],
+                "val_mean_scale": scores["mean_scale"],
+                "wall_s": state.wall_offset + time.perf_counter() - wall_start})
+            if scores["count_acc"] > state.best["val_count_acc"]:
+                state.best = {"val_count_acc": scores["count_acc"], "epoch": epoch + 1, "params": state.scored.copy()}
+            state.epoch = epoch + 1
+            bar.set_postfix(loss=f"{state.history[-1]['loss']:.1f}", val_acc=f"{scores['count_acc']:.3f}",
+                            best=f"{state.best['val_count_acc']:.3f}")
             if out is not None:
-                save_checkpoint(out / CHECKPOINT, params=layout.unflatten(adam["params"]),
-                                best_params=layout.unflatten(best["params"]), adam=adam,
-                                rng_state=rng.bit_generator.state, config=config, history=history, epoch=epoch,
-                                best={k: v for k, v in best.items() if k != "params"},
-                                complete=epoch + 1 == config.n_epochs, signal_stats=signal_stats,
-                                average_params=None if average is None else layout.unflatten(average))
+                save_state(out / CHECKPOINT, state, config)
                 checkpoint_written = True
     except NonFiniteError as error:
         if out is not None:
-            write_json(out / "metrics.json", {"status": f"failed: {error}", "history": history})
+            write_json(out / "metrics.json", {"status": f"failed: {error}", "history": state.history})
         raise
     finally:
         bar.close()
+    metrics = final_metrics(state, config, datasets, state.wall_offset + time.perf_counter() - wall_start)
+    if out is not None:
+        write_json(out / "metrics.json", metrics)
+    return metrics
 
-    best_params = layout.unflatten(best["params"])
+
+def final_metrics(state, config, datasets, wall_s):
+    """The scores of the best validation epoch's parameters on the validation and test scenes, with the run's
+    history and what its figures depend on."""
+    best_params = state.layout.unflatten(state.best["params"])
     val = evaluate(best_params, config, datasets.val)
     test = evaluate(best_params, config, datasets.test)
-    metrics = {
+    history = state.history
+    return {
         "status": "complete",
-        "best_val_count_acc": best["val_count_acc"],
-        "best_epoch": best["epoch"],
+        "best_val_count_acc": state.best["val_count_acc"],
+        "best_epoch": state.best["epoch"],
         "last_val_count_acc": history[-1]["val_count_acc"] if history else float("nan"),
         "val_recon_mse": val["recon_mse"],
         "test_count_acc": test["count_acc"],
@@ -222,45 +268,11 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
         "val_per_class_acc": val["per_class_acc"],
         "val_confusion": val["confusion"],
         "data_source": datasets.source,
-        "n_steps": total_steps,
-        "wall_s": wall_offset + time.perf_counter() - wall_start,
+        "n_steps": config.n_epochs * steps_per_epoch(config),
+        "wall_s": wall_s,
         "environment": environment(),  # numpy, BLAS and its kernel, CPU: what the figures depend on
         "history": history,
     }
-    if out is not None:
-        write_json(out / "metrics.json", metrics)
-    return metrics
-
-
-def learning_rates(config, layout):
-    """Adam's learning rate: config.lr, or a vector over the flat parameters when REINFORCE's baseline has its own."""
-    if "baseline" not in layout.skeleton:
-        return config.lr
-    rates = np.full(sum(int(np.prod(shape)) for shape in layout.shapes), config.lr, dtype=config.dtype)
-    start = 0
-    for path, shape in zip(layout.paths, layout.shapes):
-        size = int(np.prod(shape))
-        if path.startswith("baseline/"):
-            rates[start:start + size] = config.baseline_lr
-        start += size
-    return rates
-
-
-def _signal_normaliser(config, stats):
-    """The (shift, scale) REINFORCE's signal is normalised by, from the running stats; None for raw."""
-    if stats is None or config.signal_norm == "none":
-        return None
-    return stats if config.signal_norm == "running" else (stats[0], 1.0)  # "center": shift only
-
-
-def _running_signal_stats(stats, terms, decay):
-    """NVIL's running (mean, sd) of REINFORCE's learning signal, updated with this batch's; the first batch
-    sets them."""
-    if stats is None:
-        return (terms["signal_mean"], math.sqrt(terms["signal_var"]))
-    mean = decay * stats[0] + (1 - decay) * terms["signal_mean"]
-    var = decay * stats[1] ** 2 + (1 - decay) * terms["signal_var"]
-    return (mean, math.sqrt(var))
 
 
 def _check_finite(loss, grads, step, epoch, checkpoint_dir):

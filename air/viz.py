@@ -538,7 +538,7 @@ def write_training_gif(path, snapshots, images, true_counts, config, fps=6):
     if not snapshots:
         raise ValueError("no snapshots to animate")
     from matplotlib.animation import PillowWriter
-    from air.train import steps_per_epoch, temperature
+    from air.schedules import steps_per_epoch, temperature
     n = len(images)
     # A fixed layout, as for the figures: every frame has the same size and the margins hold the text.
     board = Board(2, n, config.canvas_size, panel=1.25, gaps=0.08, row_gap=0.1, top=0.62, bottom=0.34, left=0.3,

@@ -35,8 +35,8 @@ def _problem(config, batch_size):
     """Parameters, random images and noise of one batch, the flat layout, and the training gradient."""
     from autograd.differential_operators import grad
     import air
-    from air.objective import prior_schedule
-    from air.train import _objective
+    from air.schedules import pres_prior
+    from air.train import _flat_loss_and_terms
     from air.tree import Layout
 
     rng = np.random.default_rng(0)
@@ -44,8 +44,8 @@ def _problem(config, batch_size):
     images = rng.random((batch_size, config.canvas_size, config.canvas_size)).astype(config.dtype)
     noise = air.sample_noise(rng, config, batch_size)
     layout = Layout(params)
-    prior = prior_schedule(config, 0, 1)
-    gradient = grad(lambda flat: _objective(flat, layout, images, noise, config, 0.5, 1.0, prior)[0])
+    prior = pres_prior(config, 0, 1)
+    gradient = grad(lambda flat: _flat_loss_and_terms(flat, layout, images, noise, config, 0.5, 1.0, prior)[0])
     return params, images, noise, layout, gradient
 
 

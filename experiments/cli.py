@@ -89,7 +89,9 @@ def add_config_flags(parser):
     group = parser.add_argument_group("model and training (Config fields; defaults from --preset)")
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")
-        comment = _field_comments().get(field.name, "")
+        comment = field.metadata["help"]
+        if field.name in CHOICES:
+            comment += f" [{' | '.join(CHOICES[field.name])}]"
         kwargs = {"choices": CHOICES[field.name]} if field.name in CHOICES else {}
         group.add_argument(flag, dest=field.name, type=_parse_value(field), default=argparse.SUPPRESS,
                            metavar=field.name.upper(), help=f"{comment} (seed preset: {_show(field.default)})",
@@ -105,18 +107,6 @@ def config_from_args(args):
 
 def _show(value):
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-
-
-def _field_comments():
-    """The comment beside each field in air/config.py, so --help says what the source says."""
-    import inspect
-    import air.config
-    comments = {}
-    for line in inspect.getsource(air.config.Config).splitlines():
-        name, sep, rest = line.strip().partition(":")
-        if sep and "#" in rest and name.isidentifier():
-            comments[name] = rest.split("#", 1)[1].strip()
-    return comments
 
 
 def load_data(config, quiet=False):

@@ -7,7 +7,7 @@ import pytest
 from autograd.test_util import check_grads
 
 import air
-from air.model import sequential_steps
+from air.guide import guide
 from air.nn import lstm_step
 from tests import reference_sampler
 
@@ -80,10 +80,10 @@ def reference_steps(params, config, images, eps):
 
 
 @pytest.mark.parametrize("inference", ["recurrent", "residual"])
-def test_sequential_steps_equal_a_plain_numpy_reference(inference):
+def test_sequential_guide_equals_a_plain_numpy_reference(inference):
     config = small_config(inference=inference)
     params, images, noise = problem(config)
-    steps = sequential_steps(params, config, images, noise["what"])
+    steps = guide(params, config, images, {"what": noise["what"]})
     logits, canvases = reference_steps(params, config, images, noise["what"])
     assert np.allclose(steps["pres_logit"], logits, rtol=1e-12, atol=1e-12)
     assert np.allclose(steps["canvases"], canvases, rtol=1e-12, atol=1e-12)
@@ -92,8 +92,8 @@ def test_sequential_steps_equal_a_plain_numpy_reference(inference):
 def test_residual_and_recurrent_differ_after_the_first_step():
     recurrent, residual = small_config(inference="recurrent"), small_config(inference="residual")
     params, images, noise = problem(recurrent)
-    a = sequential_steps(params, recurrent, images, noise["what"])
-    b = sequential_steps(params, residual, images, noise["what"])
+    a = guide(params, recurrent, images, {"what": noise["what"]})
+    b = guide(params, residual, images, {"what": noise["what"]})
     assert np.allclose(a["pres_logit"][:, 0], b["pres_logit"][:, 0])
     assert not np.allclose(a["pres_logit"][:, 1], b["pres_logit"][:, 1])
 
@@ -103,7 +103,7 @@ def test_infer_on_sequential_networks(inference):
     config = small_config(inference=inference)
     params, images, _ = problem(config, batch=5)
     out = air.infer(params, config, images)
-    steps = sequential_steps(params, config, images)
+    steps = guide(params, config, images)
     assert np.array_equal(out["z_pres"], np.cumprod(steps["pres_logit"] > 0, axis=1))
     assert np.allclose(out["canvases"], steps["canvases"])
     assert out["boxes"].shape == (5, config.max_steps, 4)
@@ -141,7 +141,7 @@ def test_glimpse_posterior_reads_the_crop_at_z_where():
     """z_what's posterior of step 0 from a plain-numpy MLP on the gather sampler's crop at step 0's z_where."""
     config = small_config(inference="recurrent", object_encoder="glimpse", glimpse_hidden=6)
     params, images, noise = problem(config)
-    steps = sequential_steps(params, config, images, noise["what"])
+    steps = guide(params, config, images, {"what": noise["what"]})
     crop = reference_sampler.image_to_window(images, steps["log_scale"][:, 0], steps["shift"][:, 0], config.window_size)
     hidden = np.maximum(crop.reshape(len(images), -1) @ params["glimpse_encoder"][0]["w"]
                         + params["glimpse_encoder"][0]["b"], 0)
@@ -150,7 +150,7 @@ def test_glimpse_posterior_reads_the_crop_at_z_where():
 
 
 def test_where_kl_equals_the_gaussian_kl():
-    from air.model import where_kl
+    from air.guide import where_kl
     config = small_config(z_where="stochastic")
     rng = np.random.default_rng(2)
     location, logsd = rng.normal(size=(4, 3, 3)), rng.normal(-1, 0.3, size=(4, 3, 3))

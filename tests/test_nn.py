@@ -6,7 +6,7 @@ import pytest
 
 import air
 from air.config import ConfigError
-from air.model import decode
+from air.generative import decode
 from air.nn import conv3x3, upsample2
 
 

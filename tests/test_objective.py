@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import air
-from air.model import encode, head_columns, present_steps
+from air.guide import guide, head_columns, present_steps
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def sigmoid(x):
 def test_presence_kl_equals_the_bernoulli_kl(setting, direction):
     config, params, images, noise = setting
     config = dataclasses.replace(config, pres_kl=direction)
-    q = sigmoid(encode(params, config, images)["pres_logit"])
+    q = sigmoid(guide(params, config, images)["pres_logit"])
     p = np.array(config.pres_prior)
     kl = lambda a, b: a * np.log(a / b) + (1 - a) * np.log((1 - a) / (1 - b))
     expected = (kl(q, p) if direction == "forward" else kl(p, q)).sum() / len(images)
@@ -41,7 +41,7 @@ def test_reverse_kl_gradient_is_the_seeds_q_minus_p(setting):
     kl_of_bias = lambda b: air.elbo_terms({**params, "heads": {**params["heads"], "b": b}}, images, noise, config,
                                           0.5)["kl_pres"]
     grad = autograd.grad(kl_of_bias)(params["heads"]["b"]).reshape(config.max_steps, -1)
-    q = sigmoid(encode(params, config, images)["pres_logit"])
+    q = sigmoid(guide(params, config, images)["pres_logit"])
     expected = (q - np.array(config.pres_prior)).mean(axis=0)
     assert np.allclose(grad[:, head_columns(config)["pres_logit"]][:, 0], expected, rtol=1e-10, atol=1e-14)
     assert np.count_nonzero(grad[:, 1:]) == 0
@@ -75,7 +75,7 @@ def test_reverse_kl_loss_passes_the_gradient_check(setting, seeded_global_random
 
 
 def test_count_posterior_is_a_distribution_over_the_counts():
-    from air.model import count_log_probs
+    from air.guide import count_log_probs
     logits = np.random.default_rng(4).normal(0, 3, (6, 3))
     log_q, log_present = count_log_probs(logits)
     q = sigmoid(logits)
@@ -87,7 +87,7 @@ def test_count_posterior_is_a_distribution_over_the_counts():
 
 
 def test_floored_count_posterior_keeps_every_count_possible():
-    from air.model import count_log_probs, presence_prob
+    from air.guide import count_log_probs, presence_prob
     config = dataclasses.replace(air.preset("seed"), pres_estimator="enumerate", pres_floor=0.05)
     logits = np.array([[-60.0, -60.0, -60.0], [60.0, 60.0, 60.0], [0.3, -1.0, 2.0]])
     log_q, log_present = count_log_probs(logits, 0.05)
@@ -108,7 +108,7 @@ def test_pres_floor_needs_an_estimator_that_uses_it():
 
 
 def test_prior_over_counts():
-    from air.objective import prior_count_probs
+    from air.generative import prior_count_probs
     config = air.preset("seed")
     p = np.array(config.pres_prior)
     assert np.allclose(prior_count_probs(config.pres_prior), [1 - p[0], p[0] * (1 - p[1]), p[0] * p[1] * (1 - p[2]), p.prod()])
@@ -124,14 +124,13 @@ def test_mode_rule_takes_the_most_probable_count():
 @pytest.mark.parametrize("composition", ["sum", "max"])
 def test_enumerated_loss_equals_the_sum_over_counts(setting, composition):
     """Written out: E_q(n) of the squared error of the first n steps, KL(q(n) || p(n)), presence-weighted KL_what."""
-    from air.model import render
-    from air.objective import prior_count_probs
+    from air.generative import prior_count_probs, render
     config, params, images, noise = setting
     config = dataclasses.replace(config, pres_estimator="enumerate", composition=composition)
     scene_of = (lambda c: c.sum(axis=0)) if composition == "sum" else (lambda c: c.max(axis=0, initial=0.0))
-    post = encode(params, config, images)
+    post = guide(params, config, images)
     z_what = post["what_mean"] + np.exp(0.5 * post["what_logvar"]) * noise["what"]
-    canvases = render(params, config, z_what, post["log_scale"], post["shift"])
+    canvases = render(params, config, z_what, post["log_scale"], post["shift"])[1]
     q = sigmoid(post["pres_logit"])
     p_count = prior_count_probs(config.pres_prior)
     recon = kl_pres = kl_what = 0.0
@@ -163,7 +162,7 @@ def test_geometric_prior_kl_against_direct_enumeration(setting):
     config, params, images, noise = setting
     config = dataclasses.replace(config, pres_estimator="enumerate", count_prior="geometric")
     rho = 0.3
-    q = sigmoid(encode(params, config, images)["pres_logit"])
+    q = sigmoid(guide(params, config, images)["pres_logit"])
     t = config.max_steps
     p_count = np.array([rho ** n * (1 - rho) for n in range(t)] + [rho ** t])
     assert p_count.sum() == pytest.approx(1.0)
@@ -177,7 +176,7 @@ def test_geometric_prior_kl_against_direct_enumeration(setting):
 
 
 def test_geometric_prior_is_annealed_log_linearly():
-    from air.objective import prior_schedule
+    from air.schedules import pres_prior as prior_schedule
     config = dataclasses.replace(air.preset("seed"), count_prior="geometric", prior_start=0.9, prior_end=1e-4,
                                  prior_anneal=0.5)
     assert prior_schedule(config, 0, 100) == pytest.approx((0.9,) * 3)
@@ -215,8 +214,8 @@ def test_paper_prior_and_likelihood_pass_the_gradient_check(setting, seeded_glob
 def test_max_composition_pastes_the_gated_canvases_as_the_scenes_paste_digits(setting):
     """composition="max": the scene is the pixelwise maximum of the gated step canvases, on the relaxed path
     (which otherwise sums inside the transformer) as on the recurrent ones."""
-    from air.model import compose, prefix_scenes, render
-    from air.objective import _relaxed_gates
+    from air.estimators import relaxed_gates
+    from air.generative import compose, prefix_scenes, render
     config, params, images, noise = setting
     canvases = np.random.default_rng(3).random((5, 3, 4, 4))
     gates = np.random.default_rng(4).random((5, 3))
@@ -226,27 +225,37 @@ def test_max_composition_pastes_the_gated_canvases_as_the_scenes_paste_digits(se
     assert np.allclose(prefix_scenes(canvases, "sum"), np.cumsum(canvases, axis=1))
 
     config = dataclasses.replace(config, composition="max")
-    post = encode(params, config, images)
+    post = guide(params, config, images)
     z_what = post["what_mean"] + np.exp(0.5 * post["what_logvar"]) * noise["what"]
-    rendered = render(params, config, z_what, post["log_scale"], post["shift"])
-    gated = _relaxed_gates(post["pres_logit"], noise, 0.5)[:, :, None, None] * rendered
+    rendered = render(params, config, z_what, post["log_scale"], post["shift"])[1]
+    gated = relaxed_gates(post["pres_logit"], noise, 0.5)[:, :, None, None] * rendered
     assert air.elbo_terms(params, images, noise, config, 0.5)["recon"] == pytest.approx(
         np.sum((gated.max(axis=1) - images) ** 2) / len(images), rel=1e-12)
 
 
 def test_max_composition_residual_reads_what_the_maximum_leaves(setting, monkeypatch):
     """DAIR with composition="max": step t's encoder reads x minus the maximum of the earlier steps' canvases."""
-    import air.model
+    import air.guide
     config, params, images, noise = setting
     config = dataclasses.replace(config, inference="residual", rnn_hidden=6, composition="max")
     params = air.init_params(np.random.default_rng(5), config)
     read = []
-    mlp = air.model.mlp
-    monkeypatch.setattr(air.model, "mlp", lambda layers, x, **kw: read.append(np.asarray(x)) or mlp(layers, x, **kw))
-    out = air.model.sequential_steps(params, config, images)
+    mlp = air.guide.mlp
+    monkeypatch.setattr(air.guide, "mlp", lambda layers, x, **kw: read.append(np.asarray(x)) or mlp(layers, x, **kw))
+    out = air.guide.guide(params, config, images)
     canvases = out["canvases"].reshape(5, 3, -1)
     x = images.reshape(5, -1)
     encoder_reads = [r for r in read if r.shape == x.shape]
     assert np.allclose(encoder_reads[0], x)
     assert np.allclose(encoder_reads[1], x - canvases[:, 0])
     assert np.allclose(encoder_reads[2], x - np.maximum(canvases[:, 0], canvases[:, 1]))
+
+
+def test_every_config_field_has_help_and_every_estimator_a_choice():
+    """The command line's help comes from the fields' metadata, and each estimator is one entry of one table."""
+    from air.config import CHOICES
+    from air.estimators import ESTIMATORS
+    for field in dataclasses.fields(air.Config):
+        assert field.metadata.get("help"), f"{field.name} has no help text"
+    assert tuple(ESTIMATORS) == CHOICES["pres_estimator"]
+    assert all(ESTIMATORS[name].name == name for name in ESTIMATORS)

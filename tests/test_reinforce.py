@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import air
-from air.model import count_log_probs, encode
+from air.guide import count_log_probs, guide
 from air.nn import mlp
 from tests.test_inference import assert_leafwise_finite_differences
 
@@ -36,7 +36,7 @@ def test_reinforce_gradient_is_unbiased_against_exact_enumeration(signal_stats, 
 
     replicas, chunks = 400, 10
     tiled = np.tile(images, (replicas, 1, 1))
-    noise = {"what": np.tile(base_noise["what"], (replicas, 1, 1)), "gumbel": np.tile(base_noise["gumbel"], (replicas, 1))}
+    noise = {"what": np.tile(base_noise["what"], (replicas, 1, 1))}
     estimates = []
     for _ in range(chunks):
         noise["pres"] = rng.uniform(size=(2 * replicas, 3))
@@ -62,7 +62,7 @@ def test_surrogate_gradient_with_the_samples_fixed():
 
     # The sample's count and cost at the point, then held fixed.
     terms = air.elbo_terms(params, images, noise, config, 0.5)
-    logits = encode(params, config, images)["pres_logit"]
+    logits = guide(params, config, images)["pres_logit"]
     q = 1 / (1 + np.exp(-logits))
     count = np.cumprod(noise["pres"] < q, axis=1).sum(axis=1)
     onehot = np.arange(4) == count[:, None]
@@ -71,7 +71,7 @@ def test_surrogate_gradient_with_the_samples_fixed():
 
     def surrogate(p):
         elbo = air.objective.combine(air.elbo_terms(p, images, noise, config, 0.5), config)
-        log_q = np.sum(count_log_probs(encode(p, config, images)["pres_logit"])[0] * onehot, axis=1)
+        log_q = np.sum(count_log_probs(guide(p, config, images)["pres_logit"])[0] * onehot, axis=1)
         baseline = mlp(p["baseline"], images.reshape(b, -1)).reshape(b)
         return elbo + (np.sum((cost - baseline_at_point) * log_q) + np.sum((cost - baseline) ** 2)) / b
 
@@ -87,10 +87,10 @@ def test_surrogate_gradient_with_the_samples_fixed():
 
 def _sample_costs(params, images, noise, config, count):
     """Each scene's weighted reconstruction cost with its first `count` steps present, from infer-like pieces."""
-    from air.model import render
-    post = encode(params, config, images)
+    from air.generative import render
+    post = guide(params, config, images)
     z_what = post["what_mean"] + np.exp(0.5 * post["what_logvar"]) * noise["what"]
-    canvases = render(params, config, z_what, post["log_scale"], post["shift"])
+    canvases = render(params, config, z_what, post["log_scale"], post["shift"])[1]
     present = (np.arange(config.max_steps) < count[:, None]).astype(float)
     recon = np.einsum("bt,bthw->bhw", present, canvases)
     return config.recon_weight * np.sum((recon - images) ** 2, axis=(1, 2))
@@ -110,17 +110,18 @@ def test_baseline_learns_and_moves(tiny_config, mnist):
 
 
 def test_running_signal_statistics():
-    from air.train import _running_signal_stats
-    stats = _running_signal_stats(None, {"signal_mean": 10.0, "signal_var": 4.0}, 0.9)
+    from air.estimators import running_signal_stats
+    decayed = dataclasses.replace(air.preset("paper"), signal_decay=0.9)
+    stats = running_signal_stats(None, {"signal_mean": 10.0, "signal_var": 4.0}, decayed)
     assert stats == (10.0, 2.0)
-    stats = _running_signal_stats(stats, {"signal_mean": 20.0, "signal_var": 16.0}, 0.9)
+    stats = running_signal_stats(stats, {"signal_mean": 20.0, "signal_var": 16.0}, decayed)
     assert stats[0] == pytest.approx(11.0) and stats[1] == pytest.approx(np.sqrt(0.9 * 4 + 0.1 * 16))
 
 
 def test_signal_normaliser_follows_the_switch():
-    from air.train import _signal_normaliser
+    from air.estimators import signal_normaliser
     reinforce = config_for("reinforce")
-    assert _signal_normaliser(reinforce, (11.0, 3.0)) is None  # "none": the raw signal
-    assert _signal_normaliser(dataclasses.replace(reinforce, signal_norm="center"), (11.0, 3.0)) == (11.0, 1.0)
-    assert _signal_normaliser(dataclasses.replace(reinforce, signal_norm="running"), (11.0, 3.0)) == (11.0, 3.0)
-    assert _signal_normaliser(dataclasses.replace(reinforce, signal_norm="center"), None) is None  # first batch
+    assert signal_normaliser(reinforce, (11.0, 3.0)) is None  # "none": the raw signal
+    assert signal_normaliser(dataclasses.replace(reinforce, signal_norm="center"), (11.0, 3.0)) == (11.0, 1.0)
+    assert signal_normaliser(dataclasses.replace(reinforce, signal_norm="running"), (11.0, 3.0)) == (11.0, 3.0)
+    assert signal_normaliser(dataclasses.replace(reinforce, signal_norm="center"), None) is None  # first batch

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import air
+import air.guide
+import air.schedules
 from air import train as air_train
 from air.checkpoint import read_checkpoint
 from air.tree import leaves
@@ -142,7 +144,7 @@ def test_infer_follows_its_contract(tiny_config, mnist):
     assert out["count"].shape == (b,) and out["z_pres"].shape == (b, t) and out["boxes"].shape == (b, t, 4)
     assert out["z_where"].shape == (b, t, 3) and out["z_what"].shape == (b, t, tiny_config.what_dim)
     assert out["recon"].shape == scenes.images.shape
-    logits = air.model.encode(params, tiny_config, scenes.images)["pres_logit"]
+    logits = air.guide.guide(params, tiny_config, scenes.images)["pres_logit"]
     assert np.array_equal(out["z_pres"], np.cumprod(logits > 0, axis=1))
     assert np.array_equal(out["count"], out["z_pres"].sum(axis=1))
     present = out["z_pres"][:, :, None, None]
@@ -184,10 +186,10 @@ def test_every_preset_trains_a_few_steps_without_nan(name, mnist):
 
 def test_cosine_learning_rate_schedule(tiny_config):
     config = dataclasses.replace(tiny_config, lr_schedule="cosine", lr_final=0.1)
-    assert air_train.lr_factor(config, 0, 101) == pytest.approx(1.0)
-    assert air_train.lr_factor(config, 50, 101) == pytest.approx(0.55)
-    assert air_train.lr_factor(config, 100, 101) == pytest.approx(0.1)
-    assert air_train.lr_factor(tiny_config, 100, 101) == 1.0
+    assert air.schedules.lr_factor(config, 0, 101) == pytest.approx(1.0)
+    assert air.schedules.lr_factor(config, 50, 101) == pytest.approx(0.55)
+    assert air.schedules.lr_factor(config, 100, 101) == pytest.approx(0.1)
+    assert air.schedules.lr_factor(tiny_config, 100, 101) == 1.0
 
 
 def test_train_counts_restrict_training_and_validation_scenes_but_not_test_scenes(tiny_config, mnist):

@@ -13,7 +13,8 @@ from PIL import Image
 import air
 from air import train as air_train
 from air import viz
-from air.model import head_columns, init_params
+from air.guide import head_columns
+from air.model import init_params
 from experiments import cli, make_gif, visualize
 from tests.conftest import TINY
 

@@ -1,0 +1,222 @@
+"""The guide q(z | x): AIR's inference network (Eslami et al., NIPS 2016, Sec. 2.2) and what it implies.
+
+`guide` is the one entry point for the three networks config.inference names:
+
+- "global" (the seed's): an MLP reads the whole scene once and T linear heads give every step's latents at once;
+- "recurrent" (the paper's AIR): an LSTM runs over the steps, fed the image and the previous step's z_where and
+  z_what;
+- "residual" (the paper's DAIR, Sec. 3.1): the same LSTM, fed what the earlier steps leave unexplained, the
+  image minus their rendered windows.
+
+Whatever the network, the posterior comes back as one dict of per-step arrays, z_what and z_where sampled in
+one place from the noise the objective draws (or at their means, for inference). z_what comes from the heads
+or, with object_encoder="glimpse", from a crop of the image at z_where (the paper's object encoder). z_pres is
+not sampled here: its posterior is the presence logits, which each estimator (air.estimators) treats its
+own way; count_log_probs gives the count distribution they imply under cumulative gating.
+"""
+import math
+
+import autograd.numpy as np
+import numpy
+from autograd.tracer import getval
+
+from air.generative import decode
+from air.nn import dense, lstm_step, mlp, relu
+from air.transformer import image_to_window, window_to_image
+
+
+def head_columns(config):
+    """Per step, the columns of the heads layer, in order: name -> slice of that step's outputs.
+
+    Always the presence logit, log s and (tx, ty); then z_where's log standard deviations if z_where is
+    stochastic; then z_what's mean and log-variance unless the glimpse encoder infers z_what.
+    """
+    d = config.what_dim
+    columns = {"pres_logit": slice(0, 1), "log_scale": slice(1, 2), "shift": slice(2, 4)}
+    start = 4
+    if config.z_where == "stochastic":
+        columns["where_logsd"] = slice(start, start + 3)
+        start += 3
+    if config.object_encoder == "global":
+        columns.update(what_mean=slice(start, start + d), what_logvar=slice(start + d, start + 2 * d))
+    return columns
+
+
+def head_width(config):
+    """Outputs of the heads layer per step (see head_columns)."""
+    return list(head_columns(config).values())[-1].stop
+
+
+def _split_heads(heads, config, axis):
+    """The heads' output split along `axis` into the named pieces of head_columns (one np.split)."""
+    columns = head_columns(config)
+    pieces = np.split(heads, [c.stop for c in list(columns.values())[:-1]], axis=axis)
+    return dict(zip(columns, pieces))
+
+
+def guide(params, config, images, noise=None):
+    """The posterior of (B, H, W) images, per step t, as one dict:
+
+    pres_logit (B, T), step t's presence logit given that the earlier steps are present;
+    what_mean, what_logvar (B, T, D), z_what's Gaussian posterior (log-variance clipped to what_logvar_range);
+    z_what (B, T, D) = what_mean + exp(what_logvar / 2) noise["what"], or what_mean when noise is None;
+    log_scale (B, T), shift (B, T, 2): the z_where = (log s, tx, ty) each step uses, log s clipped to
+        log_scale_range: the posterior mean, or with z_where="stochastic" and noise, a sample with noise["where"];
+    where_location, where_logsd (B, T, 3), z_where's posterior mean and log sd (z_where="stochastic" only);
+    windows (B, T, P, P), canvases (B, T, H, W): each step's decoded window and its ungated canvas, for the
+        recurrent and residual networks, which render as they go (DAIR must; AIR does it for the same code).
+
+    Every step is computed as if all earlier steps were present: only then does it affect the scene (cumulative
+    gating), so this is the posterior the objective needs and the T + 1 counts can be enumerated from one pass.
+    """
+    if config.inference == "global":
+        return _global_posterior(params, config, images, noise)
+    return _sequential_posterior(params, config, images, noise)
+
+
+def _global_posterior(params, config, images, noise):
+    b, t, d = images.shape[0], config.max_steps, config.what_dim
+    features = mlp(params["encoder"], images.reshape(b, -1), final=relu)
+    parts = _split_heads(dense(params["heads"], features).reshape(b, t, head_width(config)), config, axis=2)
+    post = {"pres_logit": parts["pres_logit"].reshape(b, t),
+            "log_scale": np.clip(parts["log_scale"].reshape(b, t), *config.log_scale_range),
+            "shift": parts["shift"]}
+    if config.object_encoder == "glimpse":
+        # Glimpses at the posterior mean of z_where: this network infers every step's z_where at once.
+        crops = numpy.repeat(numpy.asarray(getval(images)), t, axis=0)  # each scene once per step
+        mean, logvar = glimpse_posterior(params, config, crops, post["log_scale"].reshape(b * t),
+                                         post["shift"].reshape(b * t, 2))
+        post.update(what_mean=mean.reshape(b, t, d), what_logvar=logvar.reshape(b, t, d))
+    else:
+        post.update(what_mean=parts["what_mean"], what_logvar=np.clip(parts["what_logvar"], *config.what_logvar_range))
+    post["z_what"] = _sample_what(post["what_mean"], post["what_logvar"], None if noise is None else noise["what"])
+    if config.z_where == "stochastic":
+        post["where_location"] = np.concatenate([post["log_scale"][..., None], post["shift"]], axis=-1)
+        post["where_logsd"] = parts["where_logsd"]
+        if noise is not None:
+            post["log_scale"], post["shift"] = sample_where(post["where_location"], post["where_logsd"], config,
+                                                            noise["where"])
+    return post
+
+
+def _sequential_posterior(params, config, images, noise):
+    """The recurrent or residual network, run step by step with the renderer (see guide)."""
+    b, t, size = images.shape[0], config.max_steps, config.canvas_size
+    hidden = config.rnn_hidden
+    x = images.reshape(b, size * size)
+    dtype = numpy.result_type(x)
+    h = c = numpy.zeros((b, hidden), dtype)
+    previous = numpy.zeros((b, 3 + config.what_dim), dtype)
+    unexplained = x
+    features = mlp(params["encoder"], x, final=relu)  # the recurrent network reads the same image every step
+    steps = []
+    for step in range(t):
+        if config.inference == "residual" and step > 0:
+            features = mlp(params["encoder"], unexplained, final=relu)
+        h, c = lstm_step(params["lstm"], np.concatenate([features, previous, h], axis=1), c)
+        parts = _split_heads(dense(params["heads"], h), config, axis=1)
+        out = {"pres_logit": parts["pres_logit"]}
+        log_scale, shift = np.clip(parts["log_scale"].reshape(b), *config.log_scale_range), parts["shift"]
+        if config.z_where == "stochastic":  # the posterior's location and spread, for the KL
+            out["where_location"] = np.concatenate([log_scale.reshape(b, 1), shift], axis=1)
+            out["where_logsd"] = parts["where_logsd"]
+            if noise is not None:
+                log_scale, shift = sample_where(out["where_location"], out["where_logsd"], config,
+                                                noise["where"][:, step])
+        log_scale = log_scale.reshape(b, 1)
+        if config.object_encoder == "glimpse":
+            # The glimpse is cut from what this step reads: the image, or for DAIR what is still unexplained.
+            source = unexplained if config.inference == "residual" else x
+            mean, logvar = glimpse_posterior(params, config, source.reshape(b, size, size), log_scale.reshape(b), shift)
+        else:
+            mean, logvar = parts["what_mean"], np.clip(parts["what_logvar"], *config.what_logvar_range)
+        z_what = _sample_what(mean, logvar, None if noise is None else noise["what"][:, step])
+        window = decode(params, config, z_what)
+        canvas = window_to_image(window, log_scale.reshape(b), shift, size)
+        if config.composition == "max":
+            scene = canvas.reshape(b, size * size) if step == 0 else np.maximum(scene, canvas.reshape(b, size * size))
+            unexplained = x - scene
+        else:
+            unexplained = unexplained - canvas.reshape(b, size * size)
+        previous = np.concatenate([log_scale, shift, z_what], axis=1)
+        out.update(log_scale=log_scale, shift=shift, what_mean=mean, what_logvar=logvar, z_what=z_what,
+                   windows=window, canvases=canvas)
+        steps.append(out)
+    post = {key: np.stack([s[key] for s in steps], axis=1) for key in steps[0]}
+    post["pres_logit"] = post["pres_logit"].reshape(b, t)
+    post["log_scale"] = post["log_scale"].reshape(b, t)
+    return post
+
+
+def _sample_what(mean, logvar, eps):
+    """z_what = mean + exp(logvar / 2) eps, standard normal eps of mean's shape; the mean itself if eps is None."""
+    return mean if eps is None else mean + np.exp(0.5 * logvar) * eps
+
+
+def glimpse_posterior(params, config, images, log_scale, shift):
+    """z_what's mean and log-variance (N, D) from glimpses of images (N, H, W) cropped at (log_scale (N,),
+    shift (N, 2)): the paper's object encoder, which sees only what the step attends to."""
+    p = config.window_size
+    glimpses = image_to_window(images, log_scale, shift, p)
+    mean, logvar = np.split(mlp(params["glimpse_encoder"], glimpses.reshape(-1, p * p)), 2, axis=1)
+    return mean, np.clip(logvar, *config.what_logvar_range)
+
+
+def sample_where(location, logsd, config, where_noise):
+    """z_where = (log s, tx, ty) drawn from N(location, exp(logsd)^2), location, logsd and where_noise (..., 3),
+    log s clipped again to log_scale_range: (log_scale (...,), shift (..., 2))."""
+    log_scale, shift = np.split(location + np.exp(logsd) * where_noise, [1], axis=-1)
+    return np.clip(log_scale[..., 0], *config.log_scale_range), shift
+
+
+def where_kl(location, logsd, config):
+    """Per step, KL(N(location, exp(logsd)^2) || N(where_prior_mean, where_prior_sd^2)) of z_where = (log s, tx,
+    ty), summed over its three coordinates: location and logsd (..., 3) -> (...)."""
+    prior_mean = numpy.asarray(config.where_prior_mean, dtype=config.dtype)
+    prior_sd = numpy.asarray(config.where_prior_sd, dtype=config.dtype)
+    kl = (numpy.log(prior_sd) - logsd + (np.exp(2.0 * logsd) + (location - prior_mean) ** 2) / (2.0 * prior_sd ** 2)
+          - 0.5)
+    return np.sum(kl, axis=-1)
+
+
+def count_log_probs(pres_logit, floor=0.0):
+    """The posterior over the count implied by per-step presence logits (B, T) with cumulative gating:
+
+    log q(n) (B, T + 1) for n = 0..T, with q(n) = q_1 ... q_n (1 - q_{n+1}), q_t = presence_prob(logit_t); and
+    log P(n > t) (B, T), the probability that step t is present. With floor > 0 each q_t is kept in
+    [floor, 1 - floor] (config.pres_floor).
+    """
+    softplus = np.logaddexp(0.0, pres_logit)  # -log(1 - sigmoid(logit))
+    log_on, log_off = pres_logit - softplus, -softplus
+    if floor > 0:  # q = floor + (1 - 2 floor) sigmoid(logit), and 1 - q likewise, in log space
+        log_floor, log_rest = math.log(floor), math.log1p(-2.0 * floor)
+        log_on, log_off = np.logaddexp(log_floor, log_rest + log_on), np.logaddexp(log_floor, log_rest + log_off)
+    log_present = np.cumsum(log_on, axis=1)  # sum_{i <= t} log q_i
+    b = pres_logit.shape[0]
+    zero = numpy.zeros((b, 1), dtype=numpy.result_type(pres_logit))
+    return np.concatenate([zero, log_present], axis=1) + np.concatenate([log_off, zero], axis=1), log_present
+
+
+def presence_prob(config, pres_logit):
+    """q_t, the posterior probability that step t is present given the earlier ones: sigmoid(logit), kept in
+    [pres_floor, 1 - pres_floor]. Plain numpy (for sampling and reporting, not for gradients)."""
+    q = 0.5 * (numpy.tanh(0.5 * numpy.asarray(pres_logit, dtype=numpy.float64)) + 1.0)  # no overflow warnings
+    return (config.pres_floor + (1.0 - 2.0 * config.pres_floor) * q).astype(numpy.result_type(pres_logit))
+
+
+def present_steps(config, pres_logit):
+    """The deterministic presence decision, (B, T) logits -> (B, T) int64 in {0, 1}, by config.count_rule:
+
+    "logit": step t is present iff its logit and every earlier step's logit are > 0;
+    "cumulative": iff prod_{i <= t} sigmoid(logit_i) > 0.5, the probability that the scene has at least t + 1
+    objects under the posterior: the count is the posterior median (the seed's figures draw a step as active
+    when its cumulative presence exceeds 0.5);
+    "mode": the first n steps, n the most probable count under the posterior (count_log_probs).
+    """
+    if config.count_rule == "logit":
+        return numpy.cumprod(pres_logit > 0, axis=1).astype(numpy.int64)
+    log_q_count, log_present = count_log_probs(pres_logit, config.pres_floor)
+    if config.count_rule == "cumulative":
+        return (log_present > numpy.log(0.5)).astype(numpy.int64)
+    count = numpy.argmax(log_q_count, axis=1)  # "mode": the most probable count under the posterior
+    return (numpy.arange(pres_logit.shape[1]) < count[:, None]).astype(numpy.int64)
