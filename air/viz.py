@@ -295,9 +295,23 @@ def training_curves(history, best_epoch=None, chance=None):
         legend.set_frame_on(False)
         for text in legend.get_texts():
             text.set_fontsize(7.5)
+    _fit_left_margin(fig, axes[:, 0])
     best = f"; dotted line: best validation epoch ({best_epoch})" if best_epoch is not None else ""
     _suptitle(fig, f"Training curves{best}")
     return fig
+
+
+def _fit_left_margin(fig, left_axes, margin=0.05):
+    """Widen the figure's left margin until the tick labels of `left_axes` lie `margin` inches inside its edge.
+
+    The loss's labels are as wide as its values: a Gaussian likelihood's negative loss ("−1290") is wider than
+    the seed's ("14"), and a fixed margin cut its minus sign off. Measuring costs a layout of two axes' ticks,
+    not a draw.
+    """
+    renderer = fig.canvas.get_renderer()
+    overhang = margin * fig.dpi - min(ax.get_tightbbox(renderer).x0 for ax in left_axes)  # display pixels
+    if overhang > 0:
+        fig.subplots_adjust(left=fig.subplotpars.left + overhang / (fig.dpi * fig.get_figwidth()))
 
 
 def attention_figure(params, config, scenes, per_count=4, title="Attention steps on validation scenes"):

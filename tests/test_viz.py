@@ -141,6 +141,36 @@ def test_training_curves_mark_the_best_epoch(tiny_run):
     assert all(list(line.get_xdata()) == [2, 2] for line in marks)
 
 
+def handmade_history(n_epochs, loss=14.0, **extra):
+    """metrics.json's history of an n-epoch run, every term constant but the loss and reconstruction, which fall
+    by 10 an epoch from `loss`; `extra` (key -> one value an epoch) adds terms."""
+    return [{"epoch": e, "step": 4 * e, "temperature": 0.5, "kl_scale": 1.0, "pres_prior": [0.5, 0.4, 0.2],
+             "loss": loss - 10 * e, "recon": loss - 12 - 10 * e, "kl_what": 6.0, "kl_pres": 0.5,
+             "val_count_acc": 0.6, "val_recon_mse": 0.014, "val_per_class_acc": [1.0, 0.6, 0.2],
+             "val_mean_pres_prob": [0.8, 0.4, 0.2], "val_mean_scale": [0.4, 0.4, 0.4], "wall_s": float(e),
+             **{k: v[e - 1] for k, v in extra.items()}} for e in range(1, n_epochs + 1)]
+
+
+def visible_tick_labels(fig, axis):
+    """The drawn tick labels of `axis` (those inside its view), with their extents in display pixels."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    low, high = sorted(axis.get_view_interval())
+    return [(label.get_text(), label.get_window_extent(renderer)) for tick, label in
+            zip(axis.get_majorticklocs(), axis.get_majorticklabels()) if low <= tick <= high and label.get_text()]
+
+
+def test_training_curves_show_the_minus_sign_of_a_negative_loss():
+    # The paper preset's Gaussian likelihood makes the loss negative, about -500 to -1,300 a scene: its tick
+    # labels are wider than a positive loss's and must still lie inside the figure, minus sign included.
+    fig = viz.training_curves(handmade_history(8, loss=-1200.0), best_epoch=5)
+    labels = visible_tick_labels(fig, fig.axes[0].yaxis)
+    assert len(labels) >= 3 and all(text.startswith("\N{MINUS SIGN}") for text, _ in labels)
+    assert min(extent.x0 for _, extent in labels) >= 0
+    bbox = fig.get_tightbbox(fig.canvas.get_renderer())
+    assert bbox.x0 >= 0 and bbox.x1 <= fig.get_figwidth()
+
+
 def test_confusion_figure_shows_counts_and_per_count_accuracy():
     fig = viz.confusion_figure({"test": [[5, 1, 0, 0], [2, 6, 2, 0], [0, 0, 0, 0]]})
     texts = [t.get_text() for t in fig.axes[0].texts]
