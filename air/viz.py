@@ -287,7 +287,9 @@ def training_curves(history, best_epoch=None, chance=None):
         if best_epoch is not None:
             ax.axvline(best_epoch, color="0.3", linestyle=":", linewidth=1.2, zorder=0, gid="best-epoch")
         ax.set_xlabel("epoch", fontsize=9)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # Whole epochs only, even when the view holds one epoch (MaxNLocator(integer=True) alone falls back to
+        # fractional ticks when fewer than two whole numbers are in view).
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.tick_params(labelsize=8)
         ax.title.set_fontsize(10)
         ax.grid(alpha=0.25, linewidth=0.6)

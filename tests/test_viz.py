@@ -171,6 +171,13 @@ def test_training_curves_show_the_minus_sign_of_a_negative_loss():
     assert bbox.x0 >= 0 and bbox.x1 <= fig.get_figwidth()
 
 
+@pytest.mark.parametrize("n_epochs", [1, 2, 3])
+def test_training_curves_of_a_short_run_tick_whole_epochs(n_epochs):
+    fig = viz.training_curves(handmade_history(n_epochs), best_epoch=1)
+    for ax in fig.axes:
+        assert [text for text, _ in visible_tick_labels(fig, ax.xaxis)] == [str(e) for e in range(1, n_epochs + 1)]
+
+
 def test_confusion_figure_shows_counts_and_per_count_accuracy():
     fig = viz.confusion_figure({"test": [[5, 1, 0, 0], [2, 6, 2, 0], [0, 0, 0, 0]]})
     texts = [t.get_text() for t in fig.axes[0].texts]
