@@ -178,6 +178,37 @@ def test_training_curves_of_a_short_run_tick_whole_epochs(n_epochs):
         assert [text for text, _ in visible_tick_labels(fig, ax.xaxis)] == [str(e) for e in range(1, n_epochs + 1)]
 
 
+def kl_lines(fig):
+    """label -> line of the KL panel."""
+    return {line.get_label(): line for line in fig.axes[1].get_lines() if not line.get_label().startswith("_")}
+
+
+def test_training_curves_draw_a_stochastic_z_wheres_kl():
+    fig = viz.training_curves(handmade_history(3, kl_where=[2.0, 1.5, 1.2]))
+    lines = kl_lines(fig)
+    assert set(lines) == {"KL z_what", "KL z_pres", "KL z_where"}
+    assert list(lines["KL z_where"].get_ydata()) == [2.0, 1.5, 1.2]
+    # The legend sits above every curve (a third curve runs mid-panel, where the legend once was).
+    ax = fig.axes[1]
+    fig.canvas.draw()
+    legend = ax.get_legend()
+    assert "KL z_where" in [text.get_text() for text in legend.get_texts()]
+    highest = max(ax.transData.transform(line.get_xydata())[:, 1].max() for line in lines.values())
+    assert legend.get_window_extent(fig.canvas.get_renderer()).y0 > highest
+
+
+def test_training_curves_without_kl_where_draw_two_kl_terms():
+    assert set(kl_lines(viz.training_curves(handmade_history(3)))) == {"KL z_what", "KL z_pres"}
+
+
+def test_training_curves_of_a_history_where_kl_where_arrives_late():
+    # A run resumed after the history learnt kl_where: the older epochs have none, and are a gap in its curve.
+    history = handmade_history(3, kl_where=[0.0, 1.5, 1.2])
+    del history[0]["kl_where"]
+    line = kl_lines(viz.training_curves(history))["KL z_where"]
+    assert np.isnan(line.get_ydata()[0]) and list(line.get_ydata()[1:]) == [1.5, 1.2]
+
+
 def test_confusion_figure_shows_counts_and_per_count_accuracy():
     fig = viz.confusion_figure({"test": [[5, 1, 0, 0], [2, 6, 2, 0], [0, 0, 0, 0]]})
     texts = [t.get_text() for t in fig.axes[0].texts]
