@@ -21,6 +21,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 TINY = os.environ.get("AIR_NOTEBOOK_TINY") == "1"
 import numpy as np
 import matplotlib.pyplot as plt
+# Figures show inline from the first cell on, air.viz's too (they are drawn without pyplot, and the inline
+# backend would otherwise learn to show a returned Figure only once pyplot has made one).
+%matplotlib inline
 import air'''
 
 WALKTHROUGH = [
@@ -43,7 +46,7 @@ print(mnist.source)
 pools = digit_pools(mnist)
 scenes = make_scenes(np.random.default_rng(0), pools["train"], 64)
 print("images", scenes.images.shape, "counts", np.bincount(scenes.counts))
-scenes_figure(scenes, per_count=3);'''),
+scenes_figure(scenes, per_count=3)'''),
     new_markdown_cell("""## The model is pure functions over a parameter pytree
 
 `init_params` returns nested dicts of arrays; `loss` is the negative ELBO as a deterministic function of the

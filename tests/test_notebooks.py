@@ -1,9 +1,10 @@
 """The notebooks run top to bottom (with nbclient, on a tiny configuration and the synthetic digit folder),
-match their source in notebooks/build.py, and define no model code of their own."""
+show the figures they draw, match their source in notebooks/build.py, and define no model code of their own."""
 import ast
 import importlib
 import inspect
 import pkgutil
+import re
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,15 @@ import air  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+DRAWS = re.compile(r"\w_figure\(|plt\.subplots\(|display\(Image\(")  # a cell that makes a figure to show
 
 
 def code_of(notebook):
     return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def shows_image(cell):
+    return any("image/png" in o.get("data", {}) for o in cell.outputs)
 
 
 def test_the_three_notebooks_exist():
@@ -33,9 +39,10 @@ def test_notebook_runs_top_to_bottom(path, mnist_dir, monkeypatch, tmp_path):
     client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(ROOT / "notebooks")}})
     client.execute()  # raises CellExecutionError naming the cell on any exception
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert any(o.output_type in ("display_data", "execute_result") for o in outputs)  # at least one figure
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert not [o for cell in code for o in cell.outputs if o.output_type == "error"]
+    drawing = [cell for cell in code if DRAWS.search(cell.source)]
+    assert drawing and all(shows_image(cell) for cell in drawing), "a cell that draws a figure shows none"
 
 
 def test_notebooks_match_their_source_in_build_py():
