@@ -3,7 +3,7 @@
 The notebooks are kept as source here so that a change to them is a readable diff; --execute runs each one
 with nbclient and stores its outputs (tests/test_notebooks.py runs them on a tiny configuration). NAMEs
 (01_walkthrough, ...) pick notebooks; by default all three are written. Every notebook imports from air/ and
-experiments/ and never redefines model code.
+experiments/ and never redefines model code, and removes the temporary folders it makes.
 
 --execute writes only outputs the committed notebooks may show: it refuses the tests' tiny mode, and it
 refuses 03_ablations without the committed ablation results (ABLATION_RESULTS), so a stand-in's numbers can
@@ -87,7 +87,8 @@ config = air.preset("seed")
 if TINY:
     config = dataclasses.replace(config, n_train=64, n_val=32, n_test=32, n_epochs=2, batch_size=16)
 datasets = build_datasets(config, mnist)
-run_dir = Path(tempfile.mkdtemp(prefix="air-walkthrough-"))
+scratch = tempfile.TemporaryDirectory(prefix="air-walkthrough-")  # removed by the notebook's last cell
+run_dir = Path(scratch.name)
 metrics = train(config, datasets, out_dir=run_dir)
 print(f"best validation count accuracy {metrics['best_val_count_acc']:.3f} (epoch {metrics['best_epoch']}), "
       f"test {metrics['test_count_acc']:.3f}, {metrics['wall_s']:.1f} s")'''),
@@ -107,6 +108,10 @@ for name in ("attention", "training_curves"):
     found = [p for p in paths if name in p.name]
     if found:
         display(Image(filename=str(found[0]), width=640))'''),
+    new_markdown_cell("""The run folder was temporary, and the last cell removes it (the figures above are stored in the
+notebook). `python -m experiments.train --preset seed --out runs/seed` trains the same run into a folder that
+stays."""),
+    new_code_cell("scratch.cleanup()"),
 ]
 
 GRADIENTS = [

@@ -1,7 +1,7 @@
 """The notebooks run top to bottom (with nbclient, on a tiny configuration and the synthetic digit folder),
-show the figures they draw, match their source in notebooks/build.py, and define no model code of their own.
-Notebook 03 shows the committed ablation results or stops: its stand-in exists only in the tests' tiny mode,
-says so, and build.py --execute never writes it."""
+show the figures they draw, remove their temporary folders, match their source in notebooks/build.py, and
+define no model code of their own. Notebook 03 shows the committed ablation results or stops: its stand-in
+exists only in the tests' tiny mode, says so, and build.py --execute never writes it."""
 import ast
 import importlib
 import inspect
@@ -72,7 +72,7 @@ def test_the_three_notebooks_exist():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path, mnist_dir, monkeypatch):
+def test_notebook_runs_top_to_bottom(path, mnist_dir, monkeypatch, kernel_tmp):
     monkeypatch.setenv("AIR_NOTEBOOK_TINY", "1")
     monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
     notebook = execute(read(path))  # raises CellExecutionError naming the cell on any exception
@@ -80,6 +80,7 @@ def test_notebook_runs_top_to_bottom(path, mnist_dir, monkeypatch):
     assert not [o for cell in code for o in cell.outputs if o.output_type == "error"]
     drawing = [cell for cell in code if DRAWS.search(cell.source)]
     assert drawing and all(shows_image(cell) for cell in drawing), "a cell that draws a figure shows none"
+    assert not list(kernel_tmp.iterdir()), "the notebook left temporary files"
 
 
 def test_the_ablations_stand_in_says_so_everywhere(mnist_dir, monkeypatch, kernel_tmp, build):
