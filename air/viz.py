@@ -211,7 +211,8 @@ def _count_label(true_count, inferred):
 
 
 def training_curves(history, best_epoch=None, chance=None):
-    """Loss terms, KL terms, the temperature and KL schedules, and the validation scores, per epoch.
+    """Loss terms, KL terms (z_where's too, when the history has it), the temperature and KL schedules, and the
+    validation scores, per epoch.
 
     `history` is metrics.json's list of per-epoch records. The best epoch is a dotted vertical line (gid
     "best-epoch") in every panel and a star on the validation accuracy; `chance` is a gray line there.
@@ -233,16 +234,27 @@ def training_curves(history, best_epoch=None, chance=None):
     ax.legend(loc="upper right")
 
     ax = axes[0, 1]
-    ax.plot(epochs, series("kl_what"), color="black", label="KL z_what", **line)
-    ax.plot(epochs, series("kl_pres"), label="KL z_pres", **second, **line)
-    if np.all(series("kl_what") > 0) and np.all(series("kl_pres") > 0):
-        # Two terms an order of magnitude apart: a log axis, labelled with plain numbers.
+    kls = [series("kl_what"), series("kl_pres")]
+    ax.plot(epochs, kls[0], color="black", label="KL z_what", **line)
+    ax.plot(epochs, kls[1], label="KL z_pres", **second, **line)
+    # A stochastic z_where's KL (the objective's fourth term); a history written before train() recorded it has
+    # none, and a run resumed across that change has it from some epoch on (NaN before: a gap in the curve).
+    kl_where = np.array([h.get("kl_where", np.nan) for h in history], dtype=float)
+    if np.isfinite(kl_where).any():
+        kls.append(kl_where)
+        ax.plot(epochs, kl_where, color="0.3", linestyle="-.", label="KL z_where", **line)
+    drawn = np.concatenate(kls)
+    if np.all(drawn[np.isfinite(drawn)] > 0):
+        # Terms an order of magnitude apart: a log axis, labelled with plain numbers.
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_title("KL terms per scene (unweighted)")
-    ax.legend(loc="center right")
+    # Room above the curves for the legend: a third term (z_where's) runs between the other two, where a legend
+    # at the side would hide it.
+    _room_above(ax, 0.2 if len(kls) == 2 else 0.3)  # one row of legend or two
+    ax.legend(loc="upper center", ncol=2, columnspacing=1.0)
 
     ax = axes[0, 2]
     ax.plot(epochs, series("temperature"), color="black", label="temperature", **line)
@@ -287,7 +299,9 @@ def training_curves(history, best_epoch=None, chance=None):
         if best_epoch is not None:
             ax.axvline(best_epoch, color="0.3", linestyle=":", linewidth=1.2, zorder=0, gid="best-epoch")
         ax.set_xlabel("epoch", fontsize=9)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # Whole epochs only, even when the view holds one epoch (MaxNLocator(integer=True) alone falls back to
+        # fractional ticks when fewer than two whole numbers are in view).
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.tick_params(labelsize=8)
         ax.title.set_fontsize(10)
         ax.grid(alpha=0.25, linewidth=0.6)
@@ -295,9 +309,31 @@ def training_curves(history, best_epoch=None, chance=None):
         legend.set_frame_on(False)
         for text in legend.get_texts():
             text.set_fontsize(7.5)
+    _fit_left_margin(fig, axes[:, 0])
     best = f"; dotted line: best validation epoch ({best_epoch})" if best_epoch is not None else ""
     _suptitle(fig, f"Training curves{best}")
     return fig
+
+
+def _room_above(ax, fraction):
+    """Raise the top of ax's y view so that its upper `fraction` holds no data, on a linear or a log axis."""
+    scale = ax.yaxis.get_transform()
+    low, high = ax.get_ylim()
+    bottom, top = scale.transform(np.array([low, high]))
+    ax.set_ylim(low, float(scale.inverted().transform(np.array([top + fraction / (1 - fraction) * (top - bottom)]))[0]))
+
+
+def _fit_left_margin(fig, left_axes, margin=0.05):
+    """Widen the figure's left margin until the tick labels of `left_axes` lie `margin` inches inside its edge.
+
+    The loss's labels are as wide as its values: a Gaussian likelihood's negative loss ("−1290") is wider than
+    the seed's ("14"), and a fixed margin cut its minus sign off. Measuring costs a layout of two axes' ticks,
+    not a draw.
+    """
+    renderer = fig.canvas.get_renderer()
+    overhang = margin * fig.dpi - min(ax.get_tightbbox(renderer).x0 for ax in left_axes)  # display pixels
+    if overhang > 0:
+        fig.subplots_adjust(left=fig.subplotpars.left + overhang / (fig.dpi * fig.get_figwidth()))
 
 
 def attention_figure(params, config, scenes, per_count=4, title="Attention steps on validation scenes"):

@@ -1,9 +1,17 @@
-"""Write the notebooks from the cell sources below: python notebooks/build.py [--execute]
+"""Write the notebooks from the cell sources below: python notebooks/build.py [--execute] [NAME ...]
 
 The notebooks are kept as source here so that a change to them is a readable diff; --execute runs each one
-with nbclient and stores its outputs (tests/test_notebooks.py runs them on a tiny configuration).
-Every notebook imports from air/ and experiments/ and never redefines model code.
+with nbclient and stores its outputs (tests/test_notebooks.py runs them on a tiny configuration). NAMEs
+(01_walkthrough, ...) pick notebooks; by default all three are written. Every notebook imports from air/ and
+experiments/ and never redefines model code, and removes the temporary folders it makes.
+
+--execute writes only outputs the committed notebooks may show: it refuses the tests' tiny mode, and it
+refuses 03_ablations without the committed ablation results (ABLATION_RESULTS), so a stand-in's numbers can
+never be published as the ablation's. It writes nothing unless every notebook it ran passes.
 """
+import argparse
+import copy
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +19,11 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# experiments/sweeps/ablations.toml's results.csv, committed (relative to the repository root).
+ABLATION_RESULTS = "docs/results/ablations/results.csv"
+# Printed by notebook 03 in the tests' tiny mode, on every output that comes from its stand-in sweep.
+STAND_IN = "STAND-IN: not the published ablation results"
 
 SETUP = '''import os, sys
 from pathlib import Path
@@ -21,6 +34,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 TINY = os.environ.get("AIR_NOTEBOOK_TINY") == "1"
 import numpy as np
 import matplotlib.pyplot as plt
+# Figures show inline from the first cell on, air.viz's too (they are drawn without pyplot, and the inline
+# backend would otherwise learn to show a returned Figure only once pyplot has made one).
+%matplotlib inline
 import air'''
 
 WALKTHROUGH = [
@@ -43,7 +59,7 @@ print(mnist.source)
 pools = digit_pools(mnist)
 scenes = make_scenes(np.random.default_rng(0), pools["train"], 64)
 print("images", scenes.images.shape, "counts", np.bincount(scenes.counts))
-scenes_figure(scenes, per_count=3);'''),
+scenes_figure(scenes, per_count=3)'''),
     new_markdown_cell("""## The model is pure functions over a parameter pytree
 
 `init_params` returns nested dicts of arrays; `loss` is the negative ELBO as a deterministic function of the
@@ -71,7 +87,8 @@ config = air.preset("seed")
 if TINY:
     config = dataclasses.replace(config, n_train=64, n_val=32, n_test=32, n_epochs=2, batch_size=16)
 datasets = build_datasets(config, mnist)
-run_dir = Path(tempfile.mkdtemp(prefix="air-walkthrough-"))
+scratch = tempfile.TemporaryDirectory(prefix="air-walkthrough-")  # removed by the notebook's last cell
+run_dir = Path(scratch.name)
 metrics = train(config, datasets, out_dir=run_dir)
 print(f"best validation count accuracy {metrics['best_val_count_acc']:.3f} (epoch {metrics['best_epoch']}), "
       f"test {metrics['test_count_acc']:.3f}, {metrics['wall_s']:.1f} s")'''),
@@ -91,6 +108,10 @@ for name in ("attention", "training_curves"):
     found = [p for p in paths if name in p.name]
     if found:
         display(Image(filename=str(found[0]), width=640))'''),
+    new_markdown_cell("""The run folder was temporary, and the last cell removes it (the figures above are stored in the
+notebook). `python -m experiments.train --preset seed --out runs/seed` trains the same run into a folder that
+stays."""),
+    new_code_cell("scratch.cleanup()"),
 ]
 
 GRADIENTS = [
@@ -174,23 +195,37 @@ ABLATIONS = [
     new_markdown_cell("""# 03 · Ablations: the effect of each switch
 
 `python -m experiments.sweep experiments/sweeps/ablations.toml` trains the `best` preset with one switch at a
-time turned back to the seed's choice, over several seeds, and writes `results.csv`. This notebook reads
-that file (or, with none, runs a tiny sweep so the cells have something to show) and plots each switch."""),
+time turned back to the seed's choice, over several seeds, and writes `results.csv`; the sweep's file is
+committed as `""" + ABLATION_RESULTS + """`. This notebook reads that file and plots each switch. To
+read another sweep's file, set `AIR_ABLATION_RESULTS` to its path (relative to the repository root, or
+absolute). Without the file the notebook stops with an error: it never shows other numbers in its place."""),
     new_code_cell(SETUP),
-    new_code_cell('''import csv
+    new_code_cell('''import csv, tempfile
 from experiments import cli, sweep
-results = ROOT / "runs" / "sweeps" / "ablations" / "results.csv"
-if TINY or not results.exists():
-    # A few seconds' stand-in: the seed preset with two estimators, one seed each.
-    import tempfile
-    folder = Path(tempfile.mkdtemp(prefix="air-ablations-"))
-    spec = folder / "tiny.toml"
-    spec.write_text('presets = ["seed"]\\nseeds = [0]\\n[base]\\nn_train = 32\\nn_val = 16\\nn_test = 16\\n'
-                    'n_epochs = 1\\nbatch_size = 16\\n[grid]\\npres_estimator = ["relaxed", "enumerate"]\\n')
-    cli.run(sweep.main, [str(spec), "--out", str(folder / "out"), "--jobs", "1"])
-    results = folder / "out" / "results.csv"
-rows = list(csv.DictReader(open(results)))
-print(f"{len(rows)} runs from {results}")'''),
+if not TINY:
+    results = (ROOT / os.environ.get("AIR_ABLATION_RESULTS", "''' + ABLATION_RESULTS + '''")).resolve()
+    if not results.is_file():
+        raise FileNotFoundError(f"{results}: no ablation results. Copy the ablation sweep's results.csv there "
+                                "(python -m experiments.sweep experiments/sweeps/ablations.toml writes "
+                                "runs/sweeps/ablations/results.csv), or set AIR_ABLATION_RESULTS to a results.csv.")
+    source = str(results.relative_to(ROOT.resolve()) if results.is_relative_to(ROOT.resolve()) else results)
+    with open(results) as f:
+        rows = list(csv.DictReader(f))
+else:
+    # The tests' tiny mode only: a few seconds' stand-in (the seed preset with two estimators, one epoch, one
+    # seed) that runs the sweep and its results.csv through the cells below. Its scores mean nothing, and say so.
+    source = "a stand-in sweep (''' + STAND_IN + ''')"
+    print(f"{'=' * 100}\\n''' + STAND_IN + '''. The tests' tiny mode (AIR_NOTEBOOK_TINY=1) runs a one-epoch "
+          f"sweep in their place; its scores mean nothing.\\n{'=' * 100}")
+    with tempfile.TemporaryDirectory(prefix="air-ablations-") as folder:
+        spec = Path(folder) / "tiny.toml"
+        spec.write_text('presets = ["seed"]\\nseeds = [0]\\n[base]\\nn_train = 32\\nn_val = 16\\nn_test = 16\\n'
+                        'n_epochs = 1\\nbatch_size = 16\\n[grid]\\npres_estimator = ["relaxed", "enumerate"]\\n')
+        if cli.run(sweep.main, [str(spec), "--out", str(Path(folder) / "out"), "--jobs", "1"]) != 0:
+            raise RuntimeError("the stand-in sweep failed")
+        with open(Path(folder) / "out" / "results.csv") as f:
+            rows = list(csv.DictReader(f))
+print(f"{len(rows)} runs from {source}")'''),
     new_markdown_cell("""Every column that is not a score or bookkeeping is a swept field; a run's value in it is what that run
 changed (empty where the run kept the preset's value)."""),
     new_code_cell('''bookkeeping = set(sweep.METRICS) | {"run", "preset", "seed", "skipped"}
@@ -203,6 +238,7 @@ for row in rows:
     if row["status"] == "complete":
         groups.setdefault(label(row), []).append(row)
 names = sorted(groups, key=lambda n: -np.mean([float(r["test_count_acc"]) for r in groups[n]]))
+print(source)
 for name in names:
     accs = [float(r["test_count_acc"]) for r in groups[name]]
     walls = [float(r["wall_s"]) for r in groups[name]]
@@ -215,24 +251,90 @@ for i, name in enumerate(names):
     right.barh(i, np.mean(walls), color="#fdd0a2"); right.plot(walls, [i] * len(walls), "o", color="#a63603")
 left.set_yticks(range(len(names))); left.set_yticklabels(names, fontsize=8); left.invert_yaxis()
 left.set_xlabel("test count accuracy"); right.set_xlabel("wall time (s)"); left.set_xlim(0, 1)
+fig.suptitle(source, fontsize=9, color="#a50f15" if TINY else "black")
 fig.tight_layout();'''),
 ]
 
+NOTEBOOKS = {"01_walkthrough": WALKTHROUGH, "02_gradients": GRADIENTS, "03_ablations": ABLATIONS}
 
-def build(execute=False):
-    paths = []
-    for name, cells in [("01_walkthrough", WALKTHROUGH), ("02_gradients", GRADIENTS), ("03_ablations", ABLATIONS)]:
-        nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                "language": "python"}})
+
+class Refused(Exception):
+    """build.py will not write these notebooks (the reason is the message)."""
+
+
+def refuse_to_execute(names, environ):
+    """Refused if executing `names` in `environ` would store outputs the committed notebooks must not show."""
+    if environ.get("AIR_NOTEBOOK_TINY") == "1":
+        raise Refused("AIR_NOTEBOOK_TINY=1 is the tests' tiny mode; the committed notebooks hold full runs: unset it")
+    if "03_ablations" not in names:
+        return
+    if environ.get("AIR_ABLATION_RESULTS"):
+        raise Refused(f"AIR_ABLATION_RESULTS is set; the committed 03_ablations shows {ABLATION_RESULTS}: unset it")
+    if not (ROOT / ABLATION_RESULTS).is_file():
+        raise Refused(f"{ABLATION_RESULTS} is missing, and 03_ablations shows only that file. Copy the ablation "
+                      "sweep's results.csv there (python -m experiments.sweep experiments/sweeps/ablations.toml "
+                      "writes runs/sweeps/ablations/results.csv), or execute the other notebooks alone: "
+                      "python notebooks/build.py --execute 01_walkthrough 02_gradients")
+
+
+def stand_in_outputs(notebook):
+    """The indices of the code cells whose outputs mention the stand-in (none in a notebook fit to commit)."""
+    def text(output):
+        return str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", "")) + \
+            "\n".join(output.get("traceback", []))
+    return [i for i, cell in enumerate(notebook.cells)
+            if cell.cell_type == "code" and any(STAND_IN in text(o) for o in cell.outputs)]
+
+
+def run_notebook(notebook):
+    """Run every cell of `notebook` in place, from the notebooks folder (nbclient; raises on a failing cell)."""
+    from nbclient import NotebookClient
+    NotebookClient(notebook, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
+
+
+def build(names=tuple(NOTEBOOKS), execute=False, folder=HERE):
+    """Write folder/<name>.ipynb for each name, executed if `execute`; returns the paths written.
+
+    Executing runs every notebook first and writes only if all ran and none shows the stand-in; Refused says why
+    not (before anything runs when it can).
+    """
+    if execute:
+        refuse_to_execute(names, os.environ)
+    notebooks = {}
+    for name in names:
+        notebook = new_notebook(cells=copy.deepcopy(NOTEBOOKS[name]),
+                                metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                         "language": "python"}})
         if execute:
-            from nbclient import NotebookClient
-            NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
-        path = HERE / f"{name}.ipynb"
-        nbformat.write(nb, path)
-        paths.append(path)
+            run_notebook(notebook)
+            if stand_in_outputs(notebook):
+                raise Refused(f"{name}: cells {stand_in_outputs(notebook)} show the stand-in ({STAND_IN!r}); "
+                              "nothing written")
+        notebooks[name] = notebook
+    paths = []
+    for name, notebook in notebooks.items():
+        nbformat.write(notebook, Path(folder) / f"{name}.ipynb")
+        paths.append(Path(folder) / f"{name}.ipynb")
     return paths
 
 
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python notebooks/build.py", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"notebooks to write (default: all of {', '.join(NOTEBOOKS)})")
+    parser.add_argument("--execute", action="store_true", help="run each notebook and store its outputs")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in NOTEBOOKS]
+    if unknown:
+        parser.error(f"no notebook {', '.join(unknown)}; choose from {', '.join(NOTEBOOKS)}")
+    try:
+        for path in build(args.names or tuple(NOTEBOOKS), execute=args.execute):
+            print(path)
+    except Refused as refusal:
+        print(f"notebooks/build.py: not written: {refusal}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    for p in build(execute="--execute" in sys.argv[1:]):
-        print(p)
+    sys.exit(main())

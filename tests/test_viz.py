@@ -142,6 +142,74 @@ def test_training_curves_mark_the_best_epoch(tiny_run):
     assert all(list(line.get_xdata()) == [2, 2] for line in marks)
 
 
+def handmade_history(n_epochs, loss=14.0, **extra):
+    """metrics.json's history of an n-epoch run, every term constant but the loss and reconstruction, which fall
+    by 10 an epoch from `loss`; `extra` (key -> one value an epoch) adds terms."""
+    return [{"epoch": e, "step": 4 * e, "temperature": 0.5, "kl_scale": 1.0, "pres_prior": [0.5, 0.4, 0.2],
+             "loss": loss - 10 * e, "recon": loss - 12 - 10 * e, "kl_what": 6.0, "kl_pres": 0.5,
+             "val_count_acc": 0.6, "val_recon_mse": 0.014, "val_per_class_acc": [1.0, 0.6, 0.2],
+             "val_mean_pres_prob": [0.8, 0.4, 0.2], "val_mean_scale": [0.4, 0.4, 0.4], "wall_s": float(e),
+             **{k: v[e - 1] for k, v in extra.items()}} for e in range(1, n_epochs + 1)]
+
+
+def visible_tick_labels(fig, axis):
+    """The drawn tick labels of `axis` (those inside its view), with their extents in display pixels."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    low, high = sorted(axis.get_view_interval())
+    return [(label.get_text(), label.get_window_extent(renderer)) for tick, label in
+            zip(axis.get_majorticklocs(), axis.get_majorticklabels()) if low <= tick <= high and label.get_text()]
+
+
+def test_training_curves_show_the_minus_sign_of_a_negative_loss():
+    # The paper preset's Gaussian likelihood makes the loss negative, about -500 to -1,300 a scene: its tick
+    # labels are wider than a positive loss's and must still lie inside the figure, minus sign included.
+    fig = viz.training_curves(handmade_history(8, loss=-1200.0), best_epoch=5)
+    labels = visible_tick_labels(fig, fig.axes[0].yaxis)
+    assert len(labels) >= 3 and all(text.startswith("\N{MINUS SIGN}") for text, _ in labels)
+    assert min(extent.x0 for _, extent in labels) >= 0
+    bbox = fig.get_tightbbox(fig.canvas.get_renderer())
+    assert bbox.x0 >= 0 and bbox.x1 <= fig.get_figwidth()
+
+
+@pytest.mark.parametrize("n_epochs", [1, 2, 3])
+def test_training_curves_of_a_short_run_tick_whole_epochs(n_epochs):
+    fig = viz.training_curves(handmade_history(n_epochs), best_epoch=1)
+    for ax in fig.axes:
+        assert [text for text, _ in visible_tick_labels(fig, ax.xaxis)] == [str(e) for e in range(1, n_epochs + 1)]
+
+
+def kl_lines(fig):
+    """label -> line of the KL panel."""
+    return {line.get_label(): line for line in fig.axes[1].get_lines() if not line.get_label().startswith("_")}
+
+
+def test_training_curves_draw_a_stochastic_z_wheres_kl():
+    fig = viz.training_curves(handmade_history(3, kl_where=[2.0, 1.5, 1.2]))
+    lines = kl_lines(fig)
+    assert set(lines) == {"KL z_what", "KL z_pres", "KL z_where"}
+    assert list(lines["KL z_where"].get_ydata()) == [2.0, 1.5, 1.2]
+    # The legend sits above every curve (a third curve runs mid-panel, where the legend once was).
+    ax = fig.axes[1]
+    fig.canvas.draw()
+    legend = ax.get_legend()
+    assert "KL z_where" in [text.get_text() for text in legend.get_texts()]
+    highest = max(ax.transData.transform(line.get_xydata())[:, 1].max() for line in lines.values())
+    assert legend.get_window_extent(fig.canvas.get_renderer()).y0 > highest
+
+
+def test_training_curves_without_kl_where_draw_two_kl_terms():
+    assert set(kl_lines(viz.training_curves(handmade_history(3)))) == {"KL z_what", "KL z_pres"}
+
+
+def test_training_curves_of_a_history_where_kl_where_arrives_late():
+    # A run resumed after the history learnt kl_where: the older epochs have none, and are a gap in its curve.
+    history = handmade_history(3, kl_where=[0.0, 1.5, 1.2])
+    del history[0]["kl_where"]
+    line = kl_lines(viz.training_curves(history))["KL z_where"]
+    assert np.isnan(line.get_ydata()[0]) and list(line.get_ydata()[1:]) == [1.5, 1.2]
+
+
 def test_confusion_figure_shows_counts_and_per_count_accuracy():
     fig = viz.confusion_figure({"test": [[5, 1, 0, 0], [2, 6, 2, 0], [0, 0, 0, 0]]})
     texts = [t.get_text() for t in fig.axes[0].texts]
