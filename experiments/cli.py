@@ -123,12 +123,9 @@ def load_data(config, quiet=False):
     """MNIST (printing one line naming the source) and the run's train / validation / test scenes."""
     from air.data import load_mnist
     from air.train import build_datasets
-    attempts = []  # the downloader's messages: shown only when a download was tried and failed
-    mnist = load_mnist(log=attempts.append)
+    mnist = load_mnist()
     if not quiet:
-        failures = [m for m in attempts if m.startswith("download failed")]
-        note = f" (MNIST download unavailable: {failures[-1].rsplit(': ', 1)[-1]})" if failures else ""
-        print(f"data: {mnist.source}{note}", flush=True)
+        print(f"data: {mnist.source}", flush=True)
     return build_datasets(config, mnist)
 
 

@@ -88,6 +88,12 @@ def test_train_then_evaluate_end_to_end(tmp_path, mnist_dir):
     assert scores["confusion"] == metrics["confusion"]
 
 
+def test_the_data_line_names_the_shipped_copy(capsys, tiny_config):
+    datasets = cli.load_data(tiny_config)
+    assert capsys.readouterr().out == "data: MNIST shipped with air (60,000 train + 10,000 test digits)\n"
+    assert len(datasets.train) == tiny_config.n_train
+
+
 def test_help_lists_every_seed_flag():
     text = subprocess.run([sys.executable, "-m", "experiments.train", "--help"], cwd=ROOT, capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
