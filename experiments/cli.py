@@ -1,11 +1,14 @@
 """What every command-line script shares: flags generated from Config, one-line errors, data loading."""
 import argparse
 import dataclasses
+import os
 import re
 import shutil
 import sys
 
+from air.checkpoint import CheckpointError
 from air.config import CHOICES, Config, ConfigError, preset
+from air.data import DataError
 
 
 class UsageError(Exception):
@@ -38,17 +41,19 @@ def run(main, argv=None):
     """Call main(argv), turning expected failures into one line on stderr and an exit status."""
     try:
         return main(argv)
-    except (UsageError, ConfigError) as e:
-        print(f"{main.__module__.replace('__main__', 'air')}: error: {_flag_message(e)}", file=sys.stderr)
+    except (UsageError, ConfigError, DataError, CheckpointError) as e:
+        print(f"{main.__module__.replace('__main__', 'air')}: error: {_message(e)}", file=sys.stderr)
         return 2
 
 
-def _flag_message(error):
-    if isinstance(error, ConfigError) and error.name != "preset":
-        return f"--{error.name.replace('_', '-')}: {error.problem}"
+def _message(error):
+    """The error as one line: a Config field as its flag, a data file with the AIR_MNIST_DIR it was found by."""
+    text = str(error)
     if isinstance(error, ConfigError):
-        return f"--preset: {error.problem}"
-    return str(error)
+        text = f"--{error.name.replace('_', '-')}: {error.problem}"
+    elif isinstance(error, DataError) and os.environ.get("AIR_MNIST_DIR"):
+        text = f"AIR_MNIST_DIR: {error}"
+    return " ".join(text.split())
 
 
 def _parse_value(field):
@@ -129,11 +134,17 @@ def load_data(config, quiet=False):
     return build_datasets(config, mnist)
 
 
+def check_run_folder(out, overwrite, resumable=False):
+    """UsageError if `out` holds a run and --overwrite was not given: a new run never replaces one silently."""
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        hint = "pass --resume to continue it or --overwrite to replace it" if resumable else \
+            "pass --overwrite to replace it"
+        raise UsageError(f"--out: {out} already holds a run; {hint}")
+
+
 def claim_run_folder(out, overwrite, resumable=False):
-    """Make sure writing a new run into `out` loses nothing: an existing run is an error unless --overwrite."""
+    """Empty `out` for a new run (check_run_folder first). Call it once nothing else can fail before training,
+    so that an error (bad data, say) leaves the run that --overwrite would replace."""
+    check_run_folder(out, overwrite, resumable)
     if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            hint = "pass --resume to continue it or --overwrite to replace it" if resumable else \
-                "pass --overwrite to replace it"
-            raise UsageError(f"--out: {out} already holds a run; {hint}")
         shutil.rmtree(out)

@@ -7,8 +7,8 @@ goes on. Every Config field is a flag, as for experiments.train.
 import sys
 from pathlib import Path
 
-from experiments.cli import (Parser, UsageError, add_config_flags, add_run_flags, claim_run_folder, config_from_args,
-                             load_data, run)
+from experiments.cli import (Parser, UsageError, add_config_flags, add_run_flags, check_run_folder, claim_run_folder,
+                             config_from_args, load_data, run)
 
 FRAMES = 24  # the default --snapshot-every gives about this many frames, whatever the run's length
 SCENES_PER_COUNT = 2
@@ -32,13 +32,14 @@ def main(argv=None):
     if args.fps < 1:
         raise UsageError(f"--fps: must be positive, got {args.fps}")
     out = Path(args.out or f"runs/{args.preset}-seed{config.seed}-gif")
-    claim_run_folder(out, args.overwrite)
+    check_run_folder(out, args.overwrite)
 
     from air import viz
     from air.runtime import tune_allocator
     from air.train import NonFiniteError, steps_per_epoch, train
     tune_allocator()
     datasets = load_data(config, quiet=args.quiet)
+    claim_run_folder(out, args.overwrite)
     total_steps = config.n_epochs * steps_per_epoch(config)
     every = args.snapshot_every or max(1, round(total_steps / FRAMES))
     scenes = viz.pick_scenes(datasets.val.counts, SCENES_PER_COUNT)

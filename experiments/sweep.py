@@ -132,8 +132,9 @@ def run_one(spec):
     if (folder / "checkpoint.npz").exists():
         try:
             resume = read_checkpoint(folder / "checkpoint.npz")["config"] == config
-        except CheckpointError:
-            resume = False
+        except CheckpointError as error:
+            # Training afresh would overwrite the damaged checkpoint: leave it for the user to look at or move.
+            return _row(spec, {"status": f"failed: {error}; move it away to train this run afresh"}, skipped=False)
     tune_allocator()
     datasets = build_datasets(config, load_mnist())
     try:

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from experiments.cli import (Parser, UsageError, add_config_flags, add_run_flags, claim_run_folder, config_from_args,
-                             load_data, run)
+from experiments.cli import (Parser, UsageError, add_config_flags, add_run_flags, check_run_folder, claim_run_folder,
+                             config_from_args, load_data, run)
 
 
 def parse_args(argv):
@@ -29,12 +29,14 @@ def main(argv=None):
             raise UsageError(f"--resume: {out} holds no checkpoint to resume")
         config = _resume_config(existing, given)
     else:
-        claim_run_folder(out, args.overwrite, resumable=True)
+        check_run_folder(out, args.overwrite, resumable=True)
 
     from air.runtime import tune_allocator
     from air.train import NonFiniteError, train
     tune_allocator()
     datasets = load_data(config, quiet=args.quiet)
+    if not args.resume:
+        claim_run_folder(out, args.overwrite, resumable=True)
     show_progress = not args.quiet and sys.stderr.isatty()
     try:
         metrics = train(config, datasets, out_dir=out, resume=args.resume, progress=show_progress)
@@ -57,8 +59,11 @@ def main(argv=None):
 
 def _resume_config(checkpoint, given):
     """The interrupted run's own config; a flag that would change it is an error, not a silent override."""
-    from air.checkpoint import read_checkpoint
-    saved = read_checkpoint(checkpoint)["config"]
+    from air.checkpoint import CheckpointError, read_checkpoint
+    try:
+        saved = read_checkpoint(checkpoint)["config"]
+    except CheckpointError as e:
+        raise UsageError(f"--resume: {e}; nothing was changed") from None
     for name, value in given.items():
         if getattr(saved, name) != value:
             raise UsageError(f"--{name.replace('_', '-')}: the run being resumed has {getattr(saved, name)!r}, "

@@ -1,14 +1,20 @@
 """The command line: bad input is one line and status 2; a tiny run end to end; README and CI agree."""
+import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from experiments import cli, evaluate, train
+import air
+from air import train as air_train
+from air.data import MNIST_FILES
+from experiments import cli, evaluate, generalise, gradcheck, make_gif, sweep, train, visualize
+from tests.conftest import TINY, write_synthetic_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_FLAGS = ["--n-train", "64", "--n-val", "32", "--n-test", "32", "--n-epochs", "2", "--batch-size", "16"]
@@ -109,3 +115,135 @@ def test_ci_runs_the_readme_test_command():
     test_command = commands[1].strip()
     assert "pytest" in test_command
     assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+# --- bad data and damaged runs: one line, status 2, nothing lost ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, mnist):
+    """A finished one-epoch run folder of the tiny config (shared: tests copy it before they damage it)."""
+    config = dataclasses.replace(air.preset("seed"), **dict(TINY, n_epochs=1))
+    out = tmp_path_factory.mktemp("trained") / "run"
+    air_train.train(config, air_train.build_datasets(config, mnist), out_dir=out)
+    return out
+
+
+def bad_mnist_dir(folder, kind):
+    """A folder of MNIST files spoilt as `kind` says, and the name of the file an error must name."""
+    folder.mkdir()
+    if kind == "empty":
+        return folder, MNIST_FILES[0]
+    write_synthetic_mnist(folder)
+    if kind == "incomplete":
+        (folder / MNIST_FILES[3]).unlink()
+        return folder, MNIST_FILES[3]
+    raw = (folder / MNIST_FILES[2]).read_bytes()
+    (folder / MNIST_FILES[2]).write_bytes(raw[:len(raw) // 2] if kind == "truncated" else b"garbage")
+    return folder, MNIST_FILES[2]
+
+
+def files_of(folder):
+    """Every file under `folder` with its bytes and modification time: to show that nothing changed."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def one_line_error(capfd, main, argv):
+    """(status, the line on stderr) of main run through cli.run; fails unless stderr holds exactly one line.
+    capfd, not capsys: a sweep's worker processes write to the file descriptor, not to sys.stderr."""
+    capfd.readouterr()
+    status = cli.run(main, argv)
+    err = capfd.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return status, err
+
+
+@pytest.mark.parametrize("kind", ["empty", "incomplete", "truncated", "corrupt"])
+def test_a_bad_mnist_folder_stops_training_with_one_line_naming_it(capfd, tmp_path, monkeypatch, kind):
+    folder, name = bad_mnist_dir(tmp_path / "mnist", kind)
+    monkeypatch.setenv("AIR_MNIST_DIR", str(folder))
+    status, err = one_line_error(capfd, train.main, TINY_FLAGS + ["--out", str(tmp_path / "run")])
+    assert status == 2 and "AIR_MNIST_DIR" in err and str(folder / name) in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def sweep_file(tmp_path):
+    path = tmp_path / "one.toml"
+    path.write_text("[base]\nn_train = 32\nn_val = 16\nn_test = 16\nn_epochs = 1\nbatch_size = 16\n")
+    return str(path)
+
+
+# Every script that reads MNIST, and the arguments of a run that would otherwise work.
+READERS = {
+    "train": lambda tmp, run: (train.main, TINY_FLAGS + ["--out", str(tmp / "new")]),
+    "evaluate": lambda tmp, run: (evaluate.main, [str(run)]),
+    "visualize": lambda tmp, run: (visualize.main, [str(run)]),
+    "make_gif": lambda tmp, run: (make_gif.main, TINY_FLAGS + ["--out", str(tmp / "new")]),
+    "gradcheck": lambda tmp, run: (gradcheck.main, ["--no-plot", "--batch", "2"]),
+    "sweep": lambda tmp, run: (sweep.main, [sweep_file(tmp), "--out", str(tmp / "new"), "--jobs", "1"]),
+    "generalise": lambda tmp, run: (generalise.main, ["--n-train", "32", "--n-val", "16", "--n-test", "16",
+                                                      "--n-epochs", "1", "--batch-size", "16", "--jobs", "1",
+                                                      "--out", str(tmp / "new")]),
+}
+
+
+@pytest.mark.parametrize("script", list(READERS))
+def test_every_script_that_reads_mnist_names_a_bad_folder_in_one_line(capfd, tmp_path, monkeypatch, trained_run,
+                                                                      script):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = files_of(run)
+    folder, name = bad_mnist_dir(tmp_path / "mnist", "incomplete")
+    monkeypatch.setenv("AIR_MNIST_DIR", str(folder))
+    main, argv = READERS[script](tmp_path, run)
+    status, err = one_line_error(capfd, main, argv)
+    assert status == 2 and "AIR_MNIST_DIR" in err and str(folder / name) in err, err
+    assert files_of(run) == before
+    assert not any((tmp_path / "new").rglob("checkpoint.npz"))  # no run began
+
+
+def test_overwrite_with_bad_data_keeps_the_run_it_would_replace(capfd, tmp_path, monkeypatch, trained_run):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = files_of(run)
+    folder, _ = bad_mnist_dir(tmp_path / "mnist", "corrupt")
+    monkeypatch.setenv("AIR_MNIST_DIR", str(folder))
+    status, err = one_line_error(capfd, train.main, TINY_FLAGS + ["--out", str(run), "--overwrite"])
+    assert status == 2 and "AIR_MNIST_DIR" in err
+    assert files_of(run) == before
+
+
+def test_a_damaged_shipped_copy_is_named_with_what_to_do(capfd, tmp_path, monkeypatch):
+    from air import data
+    folder = tmp_path / "shipped"
+    shutil.copytree(data.SHIPPED_DIR, folder)
+    (folder / MNIST_FILES[1]).write_bytes(b"\x1f\x8b garbage")
+    monkeypatch.setattr(data.digits, "SHIPPED_DIR", folder)
+    status, err = one_line_error(capfd, train.main, TINY_FLAGS + ["--out", str(tmp_path / "run")])
+    assert status == 2 and str(folder / MNIST_FILES[1]) in err and "checksum mismatch" in err
+    assert "reinstall air, or set AIR_MNIST_DIR" in err
+
+
+def truncate(path):
+    raw = path.read_bytes()
+    path.write_bytes(raw[:len(raw) // 2])
+
+
+@pytest.mark.parametrize("script, argv", [
+    ("evaluate", lambda run: [str(run)]),
+    ("evaluate", lambda run: [str(run / "checkpoint.npz"), "--json"]),
+    ("visualize", lambda run: [str(run)]),
+    ("train", lambda run: ["--resume", "--out", str(run)]),
+])
+def test_a_truncated_checkpoint_is_one_line_and_left_as_it_was(capfd, tmp_path, mnist_dir, monkeypatch, trained_run,
+                                                               script, argv):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    truncate(run / "checkpoint.npz")
+    before = files_of(run)
+    main = {"evaluate": evaluate.main, "visualize": visualize.main, "train": train.main}[script]
+    status, err = one_line_error(capfd, main, argv(run))
+    assert status == 2 and str(run / "checkpoint.npz") in err and "damaged or truncated" in err, err
+    assert files_of(run) == before

@@ -1,10 +1,12 @@
 """experiments.sweep: the file's grid becomes runs; joblib and a loopback Dask cluster run the same runs to the
 same results; complete runs are skipped, so a stopped sweep resumes; bad sweep files are one-line errors."""
 import csv
+import dataclasses
 import json
 
 import pytest
 
+from air.checkpoint import write_json
 from experiments import cli, sweep
 
 TINY = """
@@ -113,6 +115,23 @@ def test_a_folder_holding_another_configuration_is_neither_reused_nor_overwritte
     err = capsys.readouterr().err
     assert "2 run folder(s) hold runs of another configuration" in err and "n_epochs is 2 there, 3 here" in err
     assert (out / "seed-pres_estimator=relaxed-seed0" / "metrics.json").read_text() == kept
+
+
+def test_a_damaged_checkpoint_fails_its_run_and_is_left_as_it_was(capsys, tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    path = tmp_path / "one.toml"
+    path.write_text(TINY[:TINY.index("[grid]")])
+    out, [spec], _ = sweep.read_sweep(path)
+    folder = tmp_path / "sweep" / spec.name
+    folder.mkdir(parents=True)
+    write_json(folder / "config.json", dataclasses.asdict(spec.config()))  # the run's own, so it would resume
+    (folder / "checkpoint.npz").write_bytes(b"PK\x03\x04 cut short")
+    assert cli.run(sweep.main, [str(path), "--out", str(tmp_path / "sweep"), "--jobs", "1"]) == 1
+    row = read_rows(tmp_path / "sweep")[spec.name]
+    assert row["status"].startswith("failed: ") and "damaged or truncated" in row["status"]
+    assert f"failed: {spec.name}" in capsys.readouterr().err
+    assert (folder / "checkpoint.npz").read_bytes() == b"PK\x03\x04 cut short"
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.npz", "config.json"]
 
 
 def test_a_loopback_dask_cluster_runs_the_same_runs_to_the_same_results(tiny_sweep, tmp_path):
