@@ -101,13 +101,14 @@ def _objective(flat, layout, images, noise, config, temp, kl, pres_prior=None, s
 _gradient_and_terms = grad_and_aux(_objective)
 
 
-def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=None):
+def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=None, on_epoch=None):
     """Train from scratch, or from `out_dir`'s checkpoint if `resume`. Returns the metrics dict.
 
     The run folder (if any) gets config.json at the start, checkpoint.npz after every epoch and
     metrics.json at the end. `on_step(step, params_fn)` is called after every optimisation step
     (params_fn() gives the current parameters); raising KeyboardInterrupt from it interrupts the run as
-    a user would. A NaN or inf raises NonFiniteError after the metrics so far are written.
+    a user would. `on_epoch(record)` is called with each epoch's history record once it is checkpointed.
+    A NaN or inf raises NonFiniteError after the metrics so far are written.
     """
     out = Path(out_dir) if out_dir is not None else None
     dtype = np.dtype(config.dtype)
@@ -198,6 +199,8 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
                                 complete=epoch + 1 == config.n_epochs, signal_stats=signal_stats,
                                 average_params=None if average is None else layout.unflatten(average))
                 checkpoint_written = True
+            if on_epoch is not None:
+                on_epoch(record)
     except NonFiniteError as error:
         if out is not None:
             write_json(out / "metrics.json", {"status": f"failed: {error}", "history": history})
