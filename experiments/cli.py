@@ -7,7 +7,7 @@ import shutil
 import sys
 
 from air.checkpoint import CheckpointError
-from air.config import CHOICES, Config, ConfigError, preset
+from air.config import CHOICES, PRESETS, Config, ConfigError, preset
 from air.data import DataError
 
 
@@ -16,7 +16,11 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line naming the flag and the problem (status 2), no usage dump."""
+    """argparse, but a usage error is one line naming the flag and the problem (status 2), no usage dump, and a
+    flag must be spelt out: argparse's prefix matching took --n-epoch 2 for --n-epochs 2 without a word."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message):
         raise UsageError(message)
@@ -80,12 +84,23 @@ def _parse_value(field):
     return parse
 
 
+def plural(n, noun):
+    """'1 step', '2 steps', '1,500 steps'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def preset_help(what, default):
+    """--preset's help: what it picks, then every known preset, so --help shows them."""
+    return f"{what}: one of {', '.join(sorted(PRESETS))} (default: {default})"
+
+
 def add_run_flags(parser, default_out):
     """The flags every training script shares besides the Config fields: preset, run folder, output."""
-    parser.add_argument("--preset", default="seed", help="named configuration to start from (default: seed)")
+    parser.add_argument("--preset", default="seed", help=preset_help("named configuration to start from", "seed"))
     parser.add_argument("--out", default=None, help=f"run folder (default: {default_out})")
     parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar and no per-epoch lines; the final summary is still printed")
     parser.add_argument("--no-figures", action="store_true", help="skip the six figures at the end of the run")
 
 

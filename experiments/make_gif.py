@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from experiments.cli import (Parser, UsageError, add_config_flags, add_run_flags, check_run_folder, claim_run_folder,
-                             config_from_args, load_data, run)
+                             config_from_args, load_data, plural, run)
 
 FRAMES = 24  # the default --snapshot-every gives about this many frames, whatever the run's length
 SCENES_PER_COUNT = 2
@@ -59,10 +59,11 @@ def main(argv=None):
     viz.write_training_gif(gif, snapshots, images, counts, config, fps=args.fps)
     if not args.no_figures:
         viz.write_figures(out, datasets=datasets)
-    if not args.quiet:
-        print(f"best val count acc {metrics['best_val_count_acc']:.3f} (epoch {metrics['best_epoch']}), "
-              f"test count acc {metrics['test_count_acc']:.3f}; run folder {out}")
-        print(f"{gif}: {len(snapshots)} frames, one every {every} steps, {args.fps} fps")
+    # --quiet drops the progress bar, not the summary (as for experiments.train)
+    print(f"best val count acc {metrics['best_val_count_acc']:.3f} (epoch {metrics['best_epoch']}), "
+          f"test count acc {metrics['test_count_acc']:.3f}; run folder {out}", flush=True)
+    print(f"{gif}: {plural(len(snapshots), 'frame')}, one every {plural(every, 'step') if every > 1 else 'step'}, "
+          f"{args.fps} fps", flush=True)
     return 0
 
 

@@ -30,7 +30,7 @@ import tomllib
 from pathlib import Path
 
 from air.config import Config, ConfigError
-from experiments.cli import Parser, UsageError, run
+from experiments.cli import Parser, UsageError, plural, run
 
 METRICS = ["status", "test_count_acc", "best_val_count_acc", "last_val_count_acc", "test_recon_mse", "test_box_iou",
            "best_epoch", "n_steps", "wall_s"]
@@ -269,15 +269,16 @@ def main(argv=None):
         runs = [dataclasses.replace(r, folder=str(out / r.name)) for r in runs]
     stale = [message for message in map(_config_clash, runs) if message]
     if stale:
-        raise UsageError(f"{len(stale)} run folder(s) hold runs of another configuration (the preset or the sweep "
+        raise UsageError(f"{plural(len(stale), 'run folder')} {'holds' if len(stale) == 1 else 'hold'} runs of "
+                         f"another configuration (the preset or the sweep "
                          f"changed?); move them away or pick another --out, so no result is mixed up or "
                          f"overwritten: {'; '.join(stale[:3])}" + (" ..." if len(stale) > 3 else ""))
     todo = sum(_complete_metrics(Path(r.folder)) is None for r in runs)
-    print(f"sweep {args.sweep}: {len(runs)} runs ({len(runs) - todo} already complete) on {args.backend}; "
+    print(f"sweep {args.sweep}: {plural(len(runs), 'run')} ({len(runs) - todo} already complete) on {args.backend}; "
           f"folder {out}", flush=True)
     if args.dry_run:
         for r in runs:
-            print(f"  {r.name}")
+            print(f"  {r.name}", flush=True)
         return 0
     rows, start = [], time.perf_counter()
     for row in execute(runs, args.backend, args.jobs, args.scheduler, args.address):
@@ -289,9 +290,10 @@ def main(argv=None):
     results = write_results(out, rows, swept)
     plot = plot_results(out, rows, swept)
     failed = [r["run"] for r in rows if r["status"] != "complete"]
-    print(f"results: {results}" + (f"; plot: {plot}" if plot else "") + f"; {time.perf_counter() - start:.0f} s")
+    print(f"results: {results}" + (f"; plot: {plot}" if plot else "") + f"; {time.perf_counter() - start:.0f} s",
+          flush=True)
     if failed:
-        print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"{plural(len(failed), 'run')} failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 

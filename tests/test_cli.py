@@ -1,9 +1,11 @@
 """The command line: bad input is one line and status 2; a tiny run end to end; README and CI agree."""
 import dataclasses
+import io
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,8 @@ import pytest
 import air
 from air import train as air_train
 from air.data import MNIST_FILES
-from experiments import cli, evaluate, generalise, gradcheck, make_gif, sweep, train, visualize
+from air.checkpoint import read_checkpoint
+from experiments import benchmark, cli, evaluate, generalise, gradcheck, make_gif, sweep, train, visualize
 from tests.conftest import TINY, write_synthetic_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,6 +188,7 @@ READERS = {
     "generalise": lambda tmp, run: (generalise.main, ["--n-train", "32", "--n-val", "16", "--n-test", "16",
                                                       "--n-epochs", "1", "--batch-size", "16", "--jobs", "1",
                                                       "--out", str(tmp / "new")]),
+    "benchmark": lambda tmp, run: (benchmark.main, ["--skip-steps", "--seeds", "0"]),  # through a train process
 }
 
 
@@ -247,3 +251,105 @@ def test_a_truncated_checkpoint_is_one_line_and_left_as_it_was(capfd, tmp_path, 
     status, err = one_line_error(capfd, main, argv(run))
     assert status == 2 and str(run / "checkpoint.npz") in err and "damaged or truncated" in err, err
     assert files_of(run) == before
+
+
+# --- flags and output ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("main, argv", [
+    (train.main, ["--n-epoch", "2"]),  # argparse's prefix match took this for --n-epochs
+    (train.main, ["--resum"]),
+    (make_gif.main, ["--snapshot", "3"]),
+    (evaluate.main, ["--spl", "val", "run"]),
+    (visualize.main, ["--qui", "run"]),
+    (sweep.main, ["--dry", "sweep.toml"]),
+    (generalise.main, ["--job", "1"]),
+    (gradcheck.main, ["--coord", "1"]),
+    (benchmark.main, ["--repeat", "3"]),
+])
+def test_abbreviated_flags_are_refused(capsys, tmp_path, main, argv):
+    status, err = exit_and_error(capsys, main, argv + ["--out", str(tmp_path / "run")] if main is train.main else argv)
+    assert status == 2 and len(err.splitlines()) == 1
+    assert f"unrecognized arguments: {argv[0]}" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("main", [train.main, make_gif.main, generalise.main, gradcheck.main, benchmark.main])
+def test_preset_help_lists_every_preset(capsys, main):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    names = ", ".join(sorted(air.config.PRESETS))
+    assert re.search(rf"--preset PRESET (?:(?! --).)*one of {names}", text), text  # in --preset's own help
+
+
+def summary_and_epochs(out):
+    lines = out.splitlines()
+    return [line for line in lines if line.startswith("epoch ")], lines
+
+
+def test_quiet_keeps_the_final_summary_and_drops_the_epoch_lines(capsys, tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    assert cli.run(train.main, TINY_FLAGS + ["--out", str(tmp_path / "loud"), "--no-figures"]) == 0
+    epochs, loud = summary_and_epochs(capsys.readouterr().out)
+    assert [line.split()[1] for line in epochs] == ["1", "2"] and loud[0].startswith("data: ")
+    assert cli.run(train.main, TINY_FLAGS + ["--out", str(tmp_path / "quiet"), "--no-figures", "--quiet"]) == 0
+    epochs, quiet = summary_and_epochs(capsys.readouterr().out)
+    assert not epochs and len(quiet) == 3
+    assert quiet[0].startswith("best val count acc") and quiet[1].startswith("test count acc")
+    assert quiet[2].startswith("8 steps in ") and quiet[2].endswith(str(tmp_path / "quiet"))
+
+
+def test_one_step_is_one_step(capsys, tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    flags = ["--n-train", "16", "--n-val", "8", "--n-test", "8", "--n-epochs", "1", "--batch-size", "16"]
+    assert cli.run(train.main, flags + ["--out", str(tmp_path / "run"), "--no-figures", "--quiet"]) == 0
+    assert "\n1 step in " in capsys.readouterr().out
+
+
+class FlushRecorder(io.StringIO):
+    """A stdout that is not a terminal and remembers how much had been written at each flush."""
+
+    def __init__(self):
+        super().__init__()
+        self.flushed_at = set()
+
+    def flush(self):
+        self.flushed_at.add(len(self.getvalue()))
+
+    def isatty(self):
+        return False
+
+
+def test_every_line_train_prints_is_flushed_as_it_is_printed(tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    recorder = FlushRecorder()
+    monkeypatch.setattr(sys, "stdout", recorder)
+    assert cli.run(train.main, TINY_FLAGS + ["--out", str(tmp_path / "run")]) == 0
+    text = recorder.getvalue()
+    ends = [match.end() for match in re.finditer("\n", text)]
+    assert len(ends) == 7  # data, two epochs, three of summary, figures
+    assert set(ends) <= recorder.flushed_at, [line for line, end in zip(text.splitlines(), ends)
+                                              if end not in recorder.flushed_at]
+
+
+def test_epoch_lines_reach_a_pipe_while_training_runs(tmp_path, mnist_dir):
+    env = {**os.environ, "AIR_MNIST_DIR": str(mnist_dir), "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "run"
+    flags = ["--n-train", "64", "--n-val", "16", "--n-test", "16", "--batch-size", "16", "--n-epochs", "1000",
+             "--no-figures", "--out", str(out)]
+    child = subprocess.Popen([sys.executable, "-m", "experiments.train", *flags], cwd=ROOT, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        data_line, epoch_line = child.stdout.readline(), child.stdout.readline()
+        saved = read_checkpoint(out)["epoch"] + 1 if (out / "checkpoint.npz").exists() else None
+        running = child.poll() is None
+    finally:
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    assert data_line.startswith(f"data: MNIST idx files in {mnist_dir}")
+    assert epoch_line.startswith("epoch  1 ") and running
+    # Each line is printed once its epoch is saved. Block-buffered, the first would have come with some fifty
+    # others (8 KB) when the run was fifty epochs on; flushed, it comes while the run is at its first epochs.
+    assert saved is not None and saved < 25, saved
+    assert child.returncode == 130 and "interrupted" in err

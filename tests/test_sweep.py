@@ -113,7 +113,7 @@ def test_a_folder_holding_another_configuration_is_neither_reused_nor_overwritte
     capsys.readouterr()
     assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "2 run folder(s) hold runs of another configuration" in err and "n_epochs is 2 there, 3 here" in err
+    assert "2 run folders hold runs of another configuration" in err and "n_epochs is 2 there, 3 here" in err
     assert (out / "seed-pres_estimator=relaxed-seed0" / "metrics.json").read_text() == kept
 
 
@@ -129,7 +129,7 @@ def test_a_damaged_checkpoint_fails_its_run_and_is_left_as_it_was(capsys, tmp_pa
     assert cli.run(sweep.main, [str(path), "--out", str(tmp_path / "sweep"), "--jobs", "1"]) == 1
     row = read_rows(tmp_path / "sweep")[spec.name]
     assert row["status"].startswith("failed: ") and "damaged or truncated" in row["status"]
-    assert f"failed: {spec.name}" in capsys.readouterr().err
+    assert f"1 run failed: {spec.name}" in capsys.readouterr().err
     assert (folder / "checkpoint.npz").read_bytes() == b"PK\x03\x04 cut short"
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.npz", "config.json"]
 

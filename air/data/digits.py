@@ -64,6 +64,10 @@ class MnistData:
     source: str
 
 
+def _count(n, noun):
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _describe(a):
     if isinstance(a, np.ndarray):
         return f"{a.dtype} array of shape {a.shape}"
@@ -114,7 +118,7 @@ def _parse_idx(path, raw, ndim):
     """idx bytes -> uint8 array; the header's magic, dimensions and the exact payload length are checked."""
     expected = f"0x{0x0800 | ndim:08x}" if ndim is not None else "0x000008NN (uint8, NN dimensions)"
     if len(raw) < 4:
-        raise DataError(path, f"truncated: {len(raw)} bytes, shorter than the 4-byte idx magic number")
+        raise DataError(path, f"truncated: {_count(len(raw), 'byte')}, shorter than the 4-byte idx magic number")
     found = f"0x{int.from_bytes(raw[:4], 'big'):08x}"
     if raw[:2] != b"\0\0" or raw[3] == 0 or (ndim is not None and raw[3] != ndim):
         hint = " (the bytes look gzip-compressed but the name does not end in .gz)" if raw[:2] == b"\x1f\x8b" else ""
@@ -133,10 +137,10 @@ def _parse_idx(path, raw, ndim):
     payload = len(raw) - header
     shape = " x ".join(str(d) for d in dims)
     if payload < size:
-        raise DataError(path, f"truncated: the header says {shape} = {size:,} bytes of data, "
-                              f"but only {payload:,} bytes follow it")
+        raise DataError(path, f"truncated: the header says {shape} = {_count(size, 'byte')} of data, "
+                              f"but only {_count(payload, 'byte')} {'follows' if payload == 1 else 'follow'} it")
     if payload > size:
-        raise DataError(path, f"trailing bytes: the header says {shape} = {size:,} bytes of data, "
+        raise DataError(path, f"trailing bytes: the header says {shape} = {_count(size, 'byte')} of data, "
                               f"but {payload:,} bytes follow it ({payload - size:,} extra)")
     return np.frombuffer(raw, np.uint8, count=size, offset=header).reshape(dims)
 
@@ -149,8 +153,8 @@ def _read_digits(images_path, labels_path, read):
     if images.shape[1:] != (DIGIT_SIDE, DIGIT_SIDE):
         raise DataError(images_path, f"images are {images.shape[1]} x {images.shape[2]} pixels, MNIST's are 28 x 28")
     if len(labels) != len(images):
-        raise DataError(labels_path, f"count mismatch: the file holds {len(labels):,} labels "
-                                     f"but {Path(images_path).name} holds {len(images):,} images")
+        raise DataError(labels_path, f"count mismatch: the file holds {_count(len(labels), 'label')} "
+                                     f"but {Path(images_path).name} holds {_count(len(images), 'image')}")
     if len(labels) and labels.max() > 9:
         raise DataError(labels_path, f"labels must be digits 0..9, found {labels.max()}")
     return Digits(images, labels.astype(np.int64))

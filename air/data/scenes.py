@@ -138,7 +138,7 @@ def make_scenes(rng, digits, n, canvas_size=32, max_digits=2, digit_size=(12, 18
     counts = _scene_counts(rng, n, max_digits, counts)
     m = int(counts.sum())
     if m and len(digits) == 0:
-        raise ValueError(f"digits: the pool is empty but the scenes need {m} digits")
+        raise ValueError(f"digits: the pool is empty but the scenes need {m} digit{'' if m == 1 else 's'}")
 
     # One row per pasted digit, scene-major; slot k is the digit's position within its scene.
     scene = np.repeat(np.arange(n), counts)
