@@ -5,6 +5,8 @@
 2. The seed preset end to end: `python -m experiments.train --preset seed --no-figures` timed from the
    outside (start-up and data included) for each seed, with its accuracy figures.
 
+--scaling times a step of every preset against batch and canvas size instead; --scenes times make_scenes.
+
 The data are whatever `python -m experiments.train` would use (set AIR_MNIST_DIR for the full MNIST).
 """
 import dataclasses
@@ -151,6 +153,18 @@ def seed_runs(seeds, preset, train_args=()):
             yield {"seed": seed, "wall": wall, **metrics}
 
 
+def scene_times(n, repeats, overlaps=("allowed", "rejected")):
+    """Median seconds of make_scenes drawing n seed-sized scenes (32 px, 0-2 digits) from the MNIST training pool,
+    per overlap rule. About 15 ms for 3,000 crossing scenes: far more means a fall back to per-pixel loops."""
+    from air.data import digit_pools, load_mnist, make_scenes
+    pool = digit_pools(load_mnist())["train"]
+    times = {}
+    for overlap in overlaps:
+        rng = np.random.default_rng(0)
+        times[overlap] = _median_step(lambda _: make_scenes(rng, pool, n, overlap=overlap), None, 1, repeats)
+    return times
+
+
 def main(argv=None):
     parser = Parser(prog="python -m experiments.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=300, help="timed steps per path (default 300)")
@@ -162,6 +176,8 @@ def main(argv=None):
     parser.add_argument("--scaling", action="store_true",
                         help="only the per-step time of every preset against batch and canvas size (table + plot)")
     parser.add_argument("--plot", default="docs/scaling.png", help="where --scaling saves its plot")
+    parser.add_argument("--scenes", action="store_true",
+                        help="only the time make_scenes takes for 3,000 seed scenes, crossing and kept apart")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
 
@@ -178,6 +194,12 @@ def main(argv=None):
         for name, canvas, batch, seconds in rows:
             print(f"| {name} | {canvas} | {batch} | {1e3 * seconds:.1f} |", flush=True)
         print(f"plot: {args.plot}", flush=True)
+        return 0
+    if args.scenes:
+        n, repeats = 3000, max(3, args.repeats // 30)
+        print(f"make_scenes, {n:,} scenes of 32 x 32 with 0-2 digits, median of {repeats}:", flush=True)
+        for overlap, seconds in scene_times(n, repeats).items():
+            print(f"  overlap {overlap}: {1e3 * seconds:.1f} ms", flush=True)
         return 0
     if not args.skip_steps:
         print(f"training step, batch 32, one thread, median of {args.repeats} (gradient + Adam):", flush=True)
