@@ -191,15 +191,29 @@ def execute(runs, backend="joblib", jobs=2, scheduler=None, address=None, report
             for future in as_completed(futures):
                 yield future.result()
     elif backend == "ray":
+        if address is None:
+            # A Ray of this machine for this sweep only. Ray would give it the machine's network address (found by
+            # routing towards a public one); its single-machine mode, the one it uses on Windows and macOS, keeps
+            # it on loopback instead. It takes effect where ray is first imported, as here in a script.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report unless the user asks for one
         try:
             import ray
         except ImportError:
             raise UsageError("--backend ray: needs ray (pip install 'air-multimnist[ray]')") from None
-        ray.init(address=address, ignore_reinit_error=True)
+        if address is None:
+            ray.init(include_dashboard=False, ignore_reinit_error=True)
+        else:
+            ray.init(address=address, ignore_reinit_error=True)
         pending = [ray.remote(run_one).remote(r) for r in runs]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(ready[0])
+            try:
+                row = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as error:
+                # The worker's own exception (a DataError, say) rather than Ray's wrapper and its traceback text.
+                raise (error.cause if isinstance(error.cause, Exception) else error) from None
+            yield row
     else:
         raise UsageError(f"--backend: must be joblib, dask or ray; got {backend!r}")
 

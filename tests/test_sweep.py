@@ -3,6 +3,9 @@ same results; complete runs are skipped, so a stopped sweep resumes; bad sweep f
 import csv
 import dataclasses
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -164,10 +167,36 @@ def test_ray_backend_without_ray_says_how_to_get_it(capsys, tiny_sweep, tmp_path
     assert "--backend ray: needs ray" in capsys.readouterr().err
 
 
-def test_ray_runs_the_same_runs_when_installed(tiny_sweep, tmp_path):
+@pytest.fixture
+def ray_temp_dir(monkeypatch):
+    """Ray's session folder (sockets, logs, spilled objects) in a short temporary folder, removed afterwards:
+    pytest's tmp_path is too long for the sockets' paths, and Ray would otherwise leave /tmp/ray behind. Set
+    before ray is imported, as a script's first import of it would be."""
+    folder = tempfile.mkdtemp(prefix="air-ray-")
+    monkeypatch.setenv("RAY_TMPDIR", folder)
+    monkeypatch.setenv("HOME", folder)  # and Ray's ~/.ray/auth_token
+    # Ray's dashboard process asks cloud metadata servers (169.254.169.254, metadata.google.internal) which cloud
+    # it runs on, usage reports or not, unless ~/ray_bootstrap_config.yaml names the provider: name none.
+    (Path(folder) / "ray_bootstrap_config.yaml").write_text("provider:\n  type: local\n")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    # Read when ray is first imported, which here is the test's importorskip, before sweep can set it.
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_local_ray_runs_the_same_runs_to_the_same_results(tiny_sweep, tmp_path, ray_temp_dir):
     ray = pytest.importorskip("ray")
+    assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(tmp_path / "joblib")]) == 0
     try:
         assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(tmp_path / "ray"), "--backend", "ray"]) == 0
+        # sweep's own local Ray, on loopback only
+        assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
     finally:
         ray.shutdown()
-    assert len(read_rows(tmp_path / "ray")) == 2
+    assert set(read_rows(tmp_path / "ray")) == set(read_rows(tmp_path / "joblib"))
+    for name in read_rows(tmp_path / "joblib"):
+        by_joblib = json.loads((tmp_path / "joblib" / name / "metrics.json").read_text())
+        by_ray = json.loads((tmp_path / "ray" / name / "metrics.json").read_text())
+        assert [h["loss"] for h in by_ray["history"]] == [h["loss"] for h in by_joblib["history"]]
+        assert by_ray["test_count_acc"] == by_joblib["test_count_acc"]
