@@ -17,6 +17,7 @@ whose folder holds a complete metrics.json is skipped and one with a checkpoint 
 sweep picks up where it stopped. results.csv gets one row a run (its swept fields, seed, status and
 scores) and sweep.png plots test count accuracy and wall time against each swept field.
 """
+import contextlib
 import csv
 import dataclasses
 import itertools
@@ -25,6 +26,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -185,7 +187,14 @@ def execute(runs, backend="joblib", jobs=2, scheduler=None, address=None, report
             from dask.distributed import Client, as_completed
         except ImportError:
             raise UsageError("--backend dask: needs dask.distributed (pip install 'dask[distributed]')") from None
-        with Client(scheduler) as client:
+        with contextlib.ExitStack() as stack:
+            if scheduler is None:  # a local cluster: its scratch space is removed with it, not left in /tmp
+                import dask
+                scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="air-dask-"))
+                stack.enter_context(dask.config.set({"temporary-directory": scratch}))
+                client = stack.enter_context(Client())
+            else:
+                client = stack.enter_context(Client(scheduler))
             report(f"dask scheduler {client.scheduler.address}")
             futures = client.map(run_one, runs, pure=False)
             for future in as_completed(futures):

@@ -29,6 +29,9 @@ def test_the_three_notebooks_exist():
 def test_notebook_runs_top_to_bottom(path, mnist_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("AIR_NOTEBOOK_TINY", "1")
     monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    # The notebooks write their runs into tempfile.mkdtemp() folders and keep them for the reader: in a test
+    # the kernel's temporary folder is the test's own, so a test run leaves none in the system's.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(ROOT / "notebooks")}})

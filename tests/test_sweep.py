@@ -141,8 +141,11 @@ def test_a_damaged_checkpoint_fails_its_run_and_is_left_as_it_was(capsys, tmp_pa
 def test_a_loopback_dask_cluster_runs_the_same_runs_to_the_same_results(tiny_sweep, tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(tmp_path / "joblib")]) == 0
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0",
-                                  processes=True) as cluster:
+    import dask
+    # Every dask server (scheduler, nannies, workers) makes a scratch folder: the test's, not /tmp/dask-scratch-space.
+    with dask.config.set({"temporary-directory": str(tmp_path / "dask")}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0",
+                                     processes=True) as cluster:
         argv = [str(tiny_sweep), "--out", str(tmp_path / "dask"), "--backend", "dask",
                 "--scheduler", cluster.scheduler_address]
         assert cli.run(sweep.main, argv) == 0
