@@ -4,11 +4,13 @@ checkpoint.npz holds everything a resumed run needs to continue bit for bit: the
 parameters, Adam's state, the step and epoch, the training generator's state, the history and the config.
 """
 import json
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from air.config import Config
+from air.config import Config, ConfigError
 from air.files import write_atomically
 from air.tree import leaves
 
@@ -52,25 +54,35 @@ def checkpoint_path(path):
 
 
 def read_checkpoint(path):
-    """Everything save_checkpoint wrote, as a dict; params are nested dicts again."""
+    """Everything save_checkpoint wrote, as a dict; params are nested dicts again. CheckpointError if the file is
+    damaged (a truncated or corrupt zip, a missing entry): it is only read, never changed."""
     path = checkpoint_path(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
         meta = json.loads(str(data.pop("meta")))
         config = Config.from_dict(json.loads(str(data.pop("config"))))
-    except (OSError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {meta.get('format_version')}, expected {FORMAT_VERSION}")
-    return {
-        **meta,
-        "config": config,
-        "params": _nest(data, "params/"),
-        "best_params": _nest(data, "best_params/"),
-        "average_params": _nest(data, "average_params/") or None,
-        "adam": {"m": data["adam/m"], "v": data["adam/v"], "step": int(data["adam/step"])},
-    }
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(f"{path}: checkpoint format {meta.get('format_version')}, expected {FORMAT_VERSION}")
+        return {
+            **meta,
+            "config": config,
+            "params": _nest(data, "params/"),
+            "best_params": _nest(data, "best_params/"),
+            "average_params": _nest(data, "average_params/") or None,
+            "adam": {"m": data["adam/m"], "v": data["adam/v"], "step": int(data["adam/step"])},
+        }
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its config does not fit this version of air ({e})") from None
+    except OSError as e:
+        if e.errno is None:  # not the file system's complaint but the file's content
+            raise CheckpointError(f"{path}: not a readable checkpoint, damaged or truncated ({e})") from None
+        raise CheckpointError(f"{path}: cannot read the file ({e.strerror})") from None
+    # np.load raises each of these on a damaged zip: BadZipFile (truncated, bad CRC), EOFError (empty),
+    # ValueError (a garbled .npy header), zlib.error (a garbled compressed entry), KeyError (an entry missing).
+    except (EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zlib.error) as e:
+        problem = "an empty file" if path.stat().st_size == 0 else f"{type(e).__name__}: {e}"
+        raise CheckpointError(f"{path}: not a readable checkpoint, damaged or truncated ({problem})") from None
 
 
 def load_checkpoint(path):

@@ -173,13 +173,14 @@ def train_step(state, config, batch, schedule, rates):
     return terms
 
 
-def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=None):
+def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=None, on_epoch=None):
     """Train from scratch, or from `out_dir`'s checkpoint if `resume`. Returns the metrics dict.
 
     The run folder (if any) gets config.json at the start, checkpoint.npz after every epoch and
     metrics.json at the end. `on_step(step, params_fn)` is called after every optimisation step
     (params_fn() gives the current parameters); raising KeyboardInterrupt from it interrupts the run as
-    a user would. A NaN or inf raises NonFiniteError after the metrics so far are written.
+    a user would. `on_epoch(record)` is called with each epoch's history record once it is checkpointed.
+    A NaN or inf raises NonFiniteError after the metrics so far are written.
     """
     out = Path(out_dir) if out_dir is not None else None
     wall_start = time.perf_counter()
@@ -235,6 +236,8 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
             if out is not None:
                 save_state(out / CHECKPOINT, state, config)
                 checkpoint_written = True
+            if on_epoch is not None:
+                on_epoch(state.history[-1])
     except NonFiniteError as error:
         if out is not None:
             write_json(out / "metrics.json", {"status": f"failed: {error}", "history": state.history})

@@ -5,6 +5,8 @@
 2. The seed preset end to end: `python -m experiments.train --preset seed --no-figures` timed from the
    outside (start-up and data included) for each seed, with its accuracy figures.
 
+--scaling times a step of every preset against batch and canvas size instead; --scenes times make_scenes.
+
 The data are whatever `python -m experiments.train` would use (set AIR_MNIST_DIR for the full MNIST).
 """
 import dataclasses
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np  # one thread: experiments/__init__.py sets it before numpy loads
 
-from experiments.cli import Parser, run
+from experiments.cli import Parser, UsageError, preset_help, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,34 +135,49 @@ def _plot_scaling(rows, presets, path):
 
 
 def seed_runs(seeds, preset, train_args=()):
-    """Wall time (outside the process) and metrics of `python -m experiments.train` for each seed."""
-    results = []
+    """Wall time (outside the process) and metrics of `python -m experiments.train` for each seed, yielded as each
+    run ends. A run refused for bad input (status 2: bad flags, bad data) is a UsageError with its one line."""
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             out = Path(tmp) / f"seed{seed}"
             start = time.perf_counter()
             done = subprocess.run([sys.executable, "-m", "experiments.train", "--preset", preset, "--seed", str(seed),
-                                   "--no-figures", "--quiet", "--out", str(out), *train_args], cwd=ROOT, capture_output=True,
-                                  text=True)
+                                   "--no-figures", "--quiet", "--out", str(out), *train_args], cwd=ROOT,
+                                  capture_output=True, text=True)
             wall = time.perf_counter() - start
+            if done.returncode == 2:
+                raise UsageError(f"seed {seed}: {done.stderr.strip().partition('error: ')[2] or done.stderr.strip()}")
             if done.returncode != 0:
                 raise SystemExit(f"seed {seed} failed:\n{done.stderr}")
             metrics = json.loads((out / "metrics.json").read_text())
-            results.append({"seed": seed, "wall": wall, **metrics})
-    return results
+            yield {"seed": seed, "wall": wall, **metrics}
+
+
+def scene_times(n, repeats, overlaps=("allowed", "rejected")):
+    """Median seconds of make_scenes drawing n seed-sized scenes (32 px, 0-2 digits) from the MNIST training pool,
+    per overlap rule. About 15 ms for 3,000 crossing scenes: far more means a fall back to per-pixel loops."""
+    from air.data import digit_pools, load_mnist, make_scenes
+    pool = digit_pools(load_mnist())["train"]
+    times = {}
+    for overlap in overlaps:
+        rng = np.random.default_rng(0)
+        times[overlap] = _median_step(lambda _: make_scenes(rng, pool, n, overlap=overlap), None, 1, repeats)
+    return times
 
 
 def main(argv=None):
     parser = Parser(prog="python -m experiments.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=300, help="timed steps per path (default 300)")
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the end-to-end runs (default 0,1,2)")
-    parser.add_argument("--preset", default="seed", help="preset of the end-to-end runs (default seed)")
+    parser.add_argument("--preset", default="seed", help=preset_help("preset of the end-to-end runs", "seed"))
     parser.add_argument("--train-args", default="", help="extra flags for the end-to-end runs, e.g. '--lr 1e-3'")
     parser.add_argument("--skip-steps", action="store_true", help="only the end-to-end runs")
     parser.add_argument("--skip-runs", action="store_true", help="only the step timings")
     parser.add_argument("--scaling", action="store_true",
                         help="only the per-step time of every preset against batch and canvas size (table + plot)")
     parser.add_argument("--plot", default="docs/scaling.png", help="where --scaling saves its plot")
+    parser.add_argument("--scenes", action="store_true",
+                        help="only the time make_scenes takes for 3,000 seed scenes, crossing and kept apart")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
 
@@ -172,36 +189,45 @@ def main(argv=None):
         from air.config import PRESETS
         rows = scaling(sorted(PRESETS), (8, 16, 32, 64), (32, 48, 64), repeats=max(5, args.repeats // 30),
                        plot_path=args.plot)
-        print("| preset | canvas | batch | ms per step |")
-        print("| --- | --- | --- | --- |")
+        print("| preset | canvas | batch | ms per step |", flush=True)
+        print("| --- | --- | --- | --- |", flush=True)
         for name, canvas, batch, seconds in rows:
-            print(f"| {name} | {canvas} | {batch} | {1e3 * seconds:.1f} |")
-        print(f"plot: {args.plot}")
+            print(f"| {name} | {canvas} | {batch} | {1e3 * seconds:.1f} |", flush=True)
+        print(f"plot: {args.plot}", flush=True)
+        return 0
+    if args.scenes:
+        n, repeats = 3000, max(3, args.repeats // 30)
+        print(f"make_scenes, {n:,} scenes of 32 x 32 with 0-2 digits, median of {repeats}:", flush=True)
+        for overlap, seconds in scene_times(n, repeats).items():
+            print(f"  overlap {overlap}: {1e3 * seconds:.1f} ms", flush=True)
         return 0
     if not args.skip_steps:
-        print(f"training step, batch 32, one thread, median of {args.repeats} (gradient + Adam):")
+        print(f"training step, batch 32, one thread, median of {args.repeats} (gradient + Adam):", flush=True)
         rows = {}
         for dtype in ("float32", "float64"):
             rows[dtype] = step_times(dataclasses.replace(base, dtype=dtype), 32, args.repeats)
             t = rows[dtype]
             print(f"  {dtype}: autograd {1e3 * t['autograd']:.2f} ms   hand-derived {1e3 * t['hand']:.2f} ms   "
-                  f"ratio {t['autograd'] / t['hand']:.2f}")
+                  f"ratio {t['autograd'] / t['hand']:.2f}", flush=True)
 
     if not args.skip_runs:
-        results = seed_runs(seeds, args.preset, args.train_args.split())
-        print(f"python -m experiments.train --preset {args.preset} --no-figures {args.train_args}, seeds {args.seeds}:")
-        print(f"  data: {results[0]['data_source']}")
-        for r in results:
+        print(f"python -m experiments.train --preset {args.preset} --no-figures {args.train_args}, "
+              f"seeds {args.seeds}:", flush=True)
+        results = []
+        for r in seed_runs(seeds, args.preset, args.train_args.split()):
+            if not results:
+                print(f"  data: {r['data_source']}", flush=True)
+            results.append(r)
             per_class = "/".join(f"{a:.2f}" for a in r["per_class_acc"])
             print(f"  seed {r['seed']}: wall {r['wall']:.2f} s (training {r['wall_s']:.2f} s)  best val "
                   f"{r['best_val_count_acc']:.3f} (epoch {r['best_epoch']})  last epoch {r['last_val_count_acc']:.3f}  "
                   f"test {r['test_count_acc']:.3f} ({per_class})  val mse {r['val_recon_mse']:.4f}  "
-                  f"box IoU {r['test_box_iou']:.3f}")
+                  f"box IoU {r['test_box_iou']:.3f}", flush=True)
         stat = lambda key: (np.mean([r[key] for r in results]), np.std([r[key] for r in results]))
-        print(f"  median wall {np.median([r['wall'] for r in results]):.2f} s")
+        print(f"  median wall {np.median([r['wall'] for r in results]):.2f} s", flush=True)
         for key in ("best_val_count_acc", "last_val_count_acc", "test_count_acc", "val_recon_mse"):
             mean, sd = stat(key)
-            print(f"  {key}: {mean:.4f} +- {sd:.4f}")
+            print(f"  {key}: {mean:.4f} +- {sd:.4f}", flush=True)
     return 0
 
 

@@ -1,11 +1,14 @@
 """What every command-line script shares: flags generated from Config, one-line errors, data loading."""
 import argparse
 import dataclasses
+import os
 import re
 import shutil
 import sys
 
-from air.config import CHOICES, Config, ConfigError, preset
+from air.checkpoint import CheckpointError
+from air.config import CHOICES, PRESETS, Config, ConfigError, preset
+from air.data import DataError
 
 
 class UsageError(Exception):
@@ -13,7 +16,11 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line naming the flag and the problem (status 2), no usage dump."""
+    """argparse, but a usage error is one line naming the flag and the problem (status 2), no usage dump, and a
+    flag must be spelt out: argparse's prefix matching took --n-epoch 2 for --n-epochs 2 without a word."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message):
         raise UsageError(message)
@@ -38,17 +45,19 @@ def run(main, argv=None):
     """Call main(argv), turning expected failures into one line on stderr and an exit status."""
     try:
         return main(argv)
-    except (UsageError, ConfigError) as e:
-        print(f"{main.__module__.replace('__main__', 'air')}: error: {_flag_message(e)}", file=sys.stderr)
+    except (UsageError, ConfigError, DataError, CheckpointError) as e:
+        print(f"{main.__module__.replace('__main__', 'air')}: error: {_message(e)}", file=sys.stderr)
         return 2
 
 
-def _flag_message(error):
-    if isinstance(error, ConfigError) and error.name != "preset":
-        return f"--{error.name.replace('_', '-')}: {error.problem}"
+def _message(error):
+    """The error as one line: a Config field as its flag, a data file with the AIR_MNIST_DIR it was found by."""
+    text = str(error)
     if isinstance(error, ConfigError):
-        return f"--preset: {error.problem}"
-    return str(error)
+        text = f"--{error.name.replace('_', '-')}: {error.problem}"
+    elif isinstance(error, DataError) and os.environ.get("AIR_MNIST_DIR"):
+        text = f"AIR_MNIST_DIR: {error}"
+    return " ".join(text.split())
 
 
 def _parse_value(field):
@@ -75,12 +84,23 @@ def _parse_value(field):
     return parse
 
 
+def plural(n, noun):
+    """'1 step', '2 steps', '1,500 steps'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def preset_help(what, default):
+    """--preset's help: what it picks, then every known preset, so --help shows them."""
+    return f"{what}: one of {', '.join(sorted(PRESETS))} (default: {default})"
+
+
 def add_run_flags(parser, default_out):
     """The flags every training script shares besides the Config fields: preset, run folder, output."""
-    parser.add_argument("--preset", default="seed", help="named configuration to start from (default: seed)")
+    parser.add_argument("--preset", default="seed", help=preset_help("named configuration to start from", "seed"))
     parser.add_argument("--out", default=None, help=f"run folder (default: {default_out})")
     parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar and no per-epoch lines; the final summary is still printed")
     parser.add_argument("--no-figures", action="store_true", help="skip the six figures at the end of the run")
 
 
@@ -113,20 +133,23 @@ def load_data(config, quiet=False):
     """MNIST (printing one line naming the source) and the run's train / validation / test scenes."""
     from air.data import load_mnist
     from air.train import build_datasets
-    attempts = []  # the downloader's messages: shown only when a download was tried and failed
-    mnist = load_mnist(log=attempts.append)
+    mnist = load_mnist()
     if not quiet:
-        failures = [m for m in attempts if m.startswith("download failed")]
-        note = f" (MNIST download unavailable: {failures[-1].rsplit(': ', 1)[-1]})" if failures else ""
-        print(f"data: {mnist.source}{note}", flush=True)
+        print(f"data: {mnist.source}", flush=True)
     return build_datasets(config, mnist)
 
 
+def check_run_folder(out, overwrite, resumable=False):
+    """UsageError if `out` holds a run and --overwrite was not given: a new run never replaces one silently."""
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        hint = "pass --resume to continue it or --overwrite to replace it" if resumable else \
+            "pass --overwrite to replace it"
+        raise UsageError(f"--out: {out} already holds a run; {hint}")
+
+
 def claim_run_folder(out, overwrite, resumable=False):
-    """Make sure writing a new run into `out` loses nothing: an existing run is an error unless --overwrite."""
+    """Empty `out` for a new run (check_run_folder first). Call it once nothing else can fail before training,
+    so that an error (bad data, say) leaves the run that --overwrite would replace."""
+    check_run_folder(out, overwrite, resumable)
     if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            hint = "pass --resume to continue it or --overwrite to replace it" if resumable else \
-                "pass --overwrite to replace it"
-            raise UsageError(f"--out: {out} already holds a run; {hint}")
         shutil.rmtree(out)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.cli import Parser, UsageError, add_config_flags, config_from_args, run
+from experiments.cli import Parser, UsageError, add_config_flags, config_from_args, plural, preset_help, run
 
 EXPERIMENTS = {"extrapolate": (0, 1, 2), "interpolate": (0, 1, 3)}
 HELD_OUT = {"extrapolate": 3, "interpolate": 2}
@@ -125,7 +125,7 @@ def plot(out, table):
 
 def main(argv=None):
     parser = Parser(prog="python -m experiments.generalise", description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="paper", help="configuration every run starts from (default: paper)")
+    parser.add_argument("--preset", default="paper", help=preset_help("configuration every run starts from", "paper"))
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds (default: 0)")
     parser.add_argument("--out", default="runs/generalise", help="folder of the runs and the table")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (default: 2)")
@@ -141,7 +141,7 @@ def main(argv=None):
     runs = plan(args, config, given)
 
     from experiments.sweep import execute
-    print(f"generalisation: {len(runs)} runs of preset {args.preset} into {args.out}", flush=True)
+    print(f"generalisation: {plural(len(runs), 'run')} of preset {args.preset} into {args.out}", flush=True)
     for i, row in enumerate(execute(runs, "joblib", args.jobs), 1):
         acc = row["test_count_acc"]
         score = f"test acc {acc:.3f}, {row['wall_s']:.0f} s" if isinstance(acc, float) and math.isfinite(acc) \
@@ -151,8 +151,8 @@ def main(argv=None):
     if not table:
         print("no run finished", file=sys.stderr)
         return 1
-    print(write_table(args.out, table))
-    print(f"figure: {plot(args.out, table)}")
+    print(write_table(args.out, table), flush=True)
+    print(f"figure: {plot(args.out, table)}", flush=True)
     return 0
 
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.cli import Parser, UsageError, add_config_flags, config_from_args, run
+from experiments.cli import Parser, UsageError, add_config_flags, config_from_args, preset_help, run
 
 STEPS = np.logspace(-1, -11, 21)  # step sizes of the curve
 
 
 def main(argv=None):
     parser = Parser(prog="python -m experiments.gradcheck", description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="seed", help="named configuration to check (default: seed)")
+    parser.add_argument("--preset", default="seed", help=preset_help("named configuration to check", "seed"))
     parser.add_argument("--params", default=None,
                         help="comma-separated parameter groups to check, e.g. encoder,decoder (default: all)")
     parser.add_argument("--eps", type=float, default=1e-5,
@@ -58,8 +58,8 @@ def main(argv=None):
         raise UsageError(f"--params: {e}") from None
 
     print(f"preset {args.preset}: {len(theta):,} parameters in float64, batch {args.batch}, eps {args.eps:g}, "
-          f"tolerance {args.tol:g}")
-    print(f"{'group':<16} {'checks':>6} {'max rel error':>14} {'retried':>8} {'rounding':>9}  result")
+          f"tolerance {args.tol:g}", flush=True)
+    print(f"{'group':<16} {'checks':>6} {'max rel error':>14} {'retried':>8} {'rounding':>9}  result", flush=True)
     failed = []
     for group in dict.fromkeys(c.group for c in checks):
         mine = [c for c in checks if c.group == group]
@@ -68,18 +68,18 @@ def main(argv=None):
         ok = all(c.passes(args.tol) for c in mine)
         failed += [] if ok else [group]
         print(f"{group:<16} {len(mine):>6} {max(c.rel_error for c in mine):>14.2e} {retried:>8} {rounding:>9}  "
-              f"{'pass' if ok else 'FAIL'}")
+              f"{'pass' if ok else 'FAIL'}", flush=True)
     for c in checks:
         if not c.passes(args.tol):
             print(f"  {c.group} {c.kind} {c.where}: autograd {c.analytic:.10g}, finite difference {c.numeric:.10g} "
-                  f"(best of steps {args.eps:g}, {args.eps / 10:g}, {args.eps / 100:g})")
+                  f"(best of steps {args.eps:g}, {args.eps / 10:g}, {args.eps / 100:g})", flush=True)
 
     if not args.no_plot:
         path = Path(args.plot or f"runs/gradcheck-{args.preset}.png")
         curves = step_size_curve(f, g, theta, layout, STEPS, groups or list(group_slices(layout)), seed=args.check_seed)
         _plot(path, curves, args)
-        print(f"step-size curve: {path}")
-    print("all groups pass" if not failed else f"FAILED: {', '.join(failed)}")
+        print(f"step-size curve: {path}", flush=True)
+    print("all groups pass" if not failed else f"FAILED: {', '.join(failed)}", flush=True)
     return 1 if failed else 0
 
 

@@ -7,8 +7,8 @@ goes on. Every Config field is a flag, as for experiments.train.
 import sys
 from pathlib import Path
 
-from experiments.cli import (Parser, UsageError, add_config_flags, add_run_flags, claim_run_folder, config_from_args,
-                             load_data, run)
+from experiments.cli import (Parser, UsageError, add_config_flags, add_run_flags, check_run_folder, claim_run_folder,
+                             config_from_args, load_data, plural, run)
 
 FRAMES = 24  # the default --snapshot-every gives about this many frames, whatever the run's length
 SCENES_PER_COUNT = 2
@@ -32,13 +32,14 @@ def main(argv=None):
     if args.fps < 1:
         raise UsageError(f"--fps: must be positive, got {args.fps}")
     out = Path(args.out or f"runs/{args.preset}-seed{config.seed}-gif")
-    claim_run_folder(out, args.overwrite)
+    check_run_folder(out, args.overwrite)
 
     from air import viz
     from air.runtime import tune_allocator
     from air.train import NonFiniteError, steps_per_epoch, train
     tune_allocator()
     datasets = load_data(config, quiet=args.quiet)
+    claim_run_folder(out, args.overwrite)
     total_steps = config.n_epochs * steps_per_epoch(config)
     every = args.snapshot_every or max(1, round(total_steps / FRAMES))
     scenes = viz.pick_scenes(datasets.val.counts, SCENES_PER_COUNT)
@@ -58,10 +59,11 @@ def main(argv=None):
     viz.write_training_gif(gif, snapshots, images, counts, config, fps=args.fps)
     if not args.no_figures:
         viz.write_figures(out, datasets=datasets)
-    if not args.quiet:
-        print(f"best val count acc {metrics['best_val_count_acc']:.3f} (epoch {metrics['best_epoch']}), "
-              f"test count acc {metrics['test_count_acc']:.3f}; run folder {out}")
-        print(f"{gif}: {len(snapshots)} frames, one every {every} steps, {args.fps} fps")
+    # --quiet drops the progress bar, not the summary (as for experiments.train)
+    print(f"best val count acc {metrics['best_val_count_acc']:.3f} (epoch {metrics['best_epoch']}), "
+          f"test count acc {metrics['test_count_acc']:.3f}; run folder {out}", flush=True)
+    print(f"{gif}: {plural(len(snapshots), 'frame')}, one every {plural(every, 'step') if every > 1 else 'step'}, "
+          f"{args.fps} fps", flush=True)
     return 0
 
 

@@ -17,6 +17,7 @@ whose folder holds a complete metrics.json is skipped and one with a checkpoint 
 sweep picks up where it stopped. results.csv gets one row a run (its swept fields, seed, status and
 scores) and sweep.png plots test count accuracy and wall time against each swept field.
 """
+import contextlib
 import csv
 import dataclasses
 import itertools
@@ -25,12 +26,13 @@ import math
 import os
 import re
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
 
 from air.config import Config, ConfigError
-from experiments.cli import Parser, UsageError, run
+from experiments.cli import Parser, UsageError, plural, run
 
 METRICS = ["status", "test_count_acc", "best_val_count_acc", "last_val_count_acc", "test_recon_mse", "test_box_iou",
            "best_epoch", "n_steps", "wall_s"]
@@ -132,8 +134,9 @@ def run_one(spec):
     if (folder / "checkpoint.npz").exists():
         try:
             resume = read_checkpoint(folder / "checkpoint.npz")["config"] == config
-        except CheckpointError:
-            resume = False
+        except CheckpointError as error:
+            # Training afresh would overwrite the damaged checkpoint: leave it for the user to look at or move.
+            return _row(spec, {"status": f"failed: {error}; move it away to train this run afresh"}, skipped=False)
     tune_allocator()
     datasets = build_datasets(config, load_mnist())
     try:
@@ -184,21 +187,42 @@ def execute(runs, backend="joblib", jobs=2, scheduler=None, address=None, report
             from dask.distributed import Client, as_completed
         except ImportError:
             raise UsageError("--backend dask: needs dask.distributed (pip install 'dask[distributed]')") from None
-        with Client(scheduler) as client:
+        with contextlib.ExitStack() as stack:
+            if scheduler is None:  # a local cluster: its scratch space is removed with it, not left in /tmp
+                import dask
+                scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="air-dask-"))
+                stack.enter_context(dask.config.set({"temporary-directory": scratch}))
+                client = stack.enter_context(Client())
+            else:
+                client = stack.enter_context(Client(scheduler))
             report(f"dask scheduler {client.scheduler.address}")
             futures = client.map(run_one, runs, pure=False)
             for future in as_completed(futures):
                 yield future.result()
     elif backend == "ray":
+        if address is None:
+            # A Ray of this machine for this sweep only. Ray would give it the machine's network address (found by
+            # routing towards a public one); its single-machine mode, the one it uses on Windows and macOS, keeps
+            # it on loopback instead. It takes effect where ray is first imported, as here in a script.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report unless the user asks for one
         try:
             import ray
         except ImportError:
             raise UsageError("--backend ray: needs ray (pip install 'air-multimnist[ray]')") from None
-        ray.init(address=address, ignore_reinit_error=True)
+        if address is None:
+            ray.init(include_dashboard=False, ignore_reinit_error=True)
+        else:
+            ray.init(address=address, ignore_reinit_error=True)
         pending = [ray.remote(run_one).remote(r) for r in runs]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(ready[0])
+            try:
+                row = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as error:
+                # The worker's own exception (a DataError, say) rather than Ray's wrapper and its traceback text.
+                raise (error.cause if isinstance(error.cause, Exception) else error) from None
+            yield row
     else:
         raise UsageError(f"--backend: must be joblib, dask or ray; got {backend!r}")
 
@@ -268,15 +292,16 @@ def main(argv=None):
         runs = [dataclasses.replace(r, folder=str(out / r.name)) for r in runs]
     stale = [message for message in map(_config_clash, runs) if message]
     if stale:
-        raise UsageError(f"{len(stale)} run folder(s) hold runs of another configuration (the preset or the sweep "
+        raise UsageError(f"{plural(len(stale), 'run folder')} {'holds' if len(stale) == 1 else 'hold'} runs of "
+                         f"another configuration (the preset or the sweep "
                          f"changed?); move them away or pick another --out, so no result is mixed up or "
                          f"overwritten: {'; '.join(stale[:3])}" + (" ..." if len(stale) > 3 else ""))
     todo = sum(_complete_metrics(Path(r.folder)) is None for r in runs)
-    print(f"sweep {args.sweep}: {len(runs)} runs ({len(runs) - todo} already complete) on {args.backend}; "
+    print(f"sweep {args.sweep}: {plural(len(runs), 'run')} ({len(runs) - todo} already complete) on {args.backend}; "
           f"folder {out}", flush=True)
     if args.dry_run:
         for r in runs:
-            print(f"  {r.name}")
+            print(f"  {r.name}", flush=True)
         return 0
     rows, start = [], time.perf_counter()
     for row in execute(runs, args.backend, args.jobs, args.scheduler, args.address):
@@ -288,9 +313,10 @@ def main(argv=None):
     results = write_results(out, rows, swept)
     plot = plot_results(out, rows, swept)
     failed = [r["run"] for r in rows if r["status"] != "complete"]
-    print(f"results: {results}" + (f"; plot: {plot}" if plot else "") + f"; {time.perf_counter() - start:.0f} s")
+    print(f"results: {results}" + (f"; plot: {plot}" if plot else "") + f"; {time.perf_counter() - start:.0f} s",
+          flush=True)
     if failed:
-        print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"{plural(len(failed), 'run')} failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -2,13 +2,11 @@
 
 Every Config field is a flag (python -m experiments.train --help lists them); --preset picks the defaults.
 """
-import dataclasses
-import json
 import sys
 from pathlib import Path
 
-from experiments.cli import (Parser, UsageError, add_config_flags, add_run_flags, claim_run_folder, config_from_args,
-                             load_data, run)
+from experiments.cli import (Parser, UsageError, add_config_flags, add_run_flags, check_run_folder, claim_run_folder,
+                             config_from_args, load_data, plural, run)
 
 
 def parse_args(argv):
@@ -29,15 +27,18 @@ def main(argv=None):
             raise UsageError(f"--resume: {out} holds no checkpoint to resume")
         config = _resume_config(existing, given)
     else:
-        claim_run_folder(out, args.overwrite, resumable=True)
+        check_run_folder(out, args.overwrite, resumable=True)
 
     from air.runtime import tune_allocator
     from air.train import NonFiniteError, train
     tune_allocator()
     datasets = load_data(config, quiet=args.quiet)
+    if not args.resume:
+        claim_run_folder(out, args.overwrite, resumable=True)
     show_progress = not args.quiet and sys.stderr.isatty()
+    on_epoch = None if args.quiet else lambda record: _print_epoch(record, show_progress)
     try:
-        metrics = train(config, datasets, out_dir=out, resume=args.resume, progress=show_progress)
+        metrics = train(config, datasets, out_dir=out, resume=args.resume, progress=show_progress, on_epoch=on_epoch)
     except NonFiniteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -45,20 +46,22 @@ def main(argv=None):
         print(f"\ninterrupted; the checkpoint of the last finished epoch is in {out} "
               f"(continue with --resume --out {out})", file=sys.stderr)
         return 130
-    if not args.quiet:
-        _print_summary(metrics, out)
+    _print_summary(metrics, out)
     if not args.no_figures:
         from air import viz
         paths = viz.write_figures(out, datasets=datasets)
         if not args.quiet:
-            print(f"figures: {', '.join(str(p) for p in paths)}")
+            print(f"figures: {', '.join(str(p) for p in paths)}", flush=True)
     return 0
 
 
 def _resume_config(checkpoint, given):
     """The interrupted run's own config; a flag that would change it is an error, not a silent override."""
-    from air.checkpoint import read_checkpoint
-    saved = read_checkpoint(checkpoint)["config"]
+    from air.checkpoint import CheckpointError, read_checkpoint
+    try:
+        saved = read_checkpoint(checkpoint)["config"]
+    except CheckpointError as e:
+        raise UsageError(f"--resume: {e}; nothing was changed") from None
     for name, value in given.items():
         if getattr(saved, name) != value:
             raise UsageError(f"--{name.replace('_', '-')}: the run being resumed has {getattr(saved, name)!r}, "
@@ -66,18 +69,25 @@ def _resume_config(checkpoint, given):
     return saved
 
 
+def _print_epoch(record, above_a_bar):
+    line = (f"epoch {record['epoch']:2d}  loss {record['loss']:8.2f}  recon {record['recon']:7.2f}  "
+            f"kl_what {record['kl_what']:6.2f}  kl_pres {record['kl_pres']:5.3f}  "
+            f"val count acc {record['val_count_acc']:.3f}  val mse {record['val_recon_mse']:.4f}")
+    if above_a_bar:  # the progress bar on stderr is cleared and redrawn below the line
+        from tqdm import tqdm
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
+    else:
+        print(line, flush=True)
+
+
 def _print_summary(metrics, out):
-    history = metrics["history"]
-    for record in history:
-        print(f"epoch {record['epoch']:2d}  loss {record['loss']:8.2f}  recon {record['recon']:7.2f}  "
-              f"kl_what {record['kl_what']:6.2f}  kl_pres {record['kl_pres']:5.3f}  "
-              f"val count acc {record['val_count_acc']:.3f}  val mse {record['val_recon_mse']:.4f}")
     per_class = " / ".join(f"{a:.2f}" for a in metrics["per_class_acc"])
     print(f"best val count acc {metrics['best_val_count_acc']:.3f} (epoch {metrics['best_epoch']}), "
-          f"last epoch {metrics['last_val_count_acc']:.3f}")
+          f"last epoch {metrics['last_val_count_acc']:.3f}", flush=True)
     print(f"test count acc {metrics['test_count_acc']:.3f} (per count {per_class}), "
-          f"recon mse {metrics['test_recon_mse']:.4f}, box IoU {metrics['test_box_iou']:.3f}")
-    print(f"{metrics['n_steps']} steps in {metrics['wall_s']:.1f} s; run folder {out}")
+          f"recon mse {metrics['test_recon_mse']:.4f}, box IoU {metrics['test_box_iou']:.3f}", flush=True)
+    print(f"{plural(metrics['n_steps'], 'step')} in {metrics['wall_s']:.1f} s; run folder {out}", flush=True)
 
 
 if __name__ == "__main__":

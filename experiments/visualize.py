@@ -28,8 +28,8 @@ def main(argv=None):
     written = write_figures(folder, datasets=datasets)
     if not args.quiet:
         for path in written:
-            print(path)
-        print(f"{len(written)} figures in {Path(folder) / 'figures'} ({time.perf_counter() - start:.1f} s)")
+            print(path, flush=True)
+        print(f"{len(written)} figures in {Path(folder) / 'figures'} ({time.perf_counter() - start:.1f} s)", flush=True)
     return 0
 
 

@@ -101,7 +101,7 @@ def synthetic_mnist(folder):
     """The tests' synthetic MNIST (conftest), written to `folder` and loaded."""
     from tests.conftest import write_synthetic_mnist
     write_synthetic_mnist(folder)
-    return air_data.load_mnist(data_dir=folder, download=False)
+    return air_data.load_mnist(data_dir=folder)
 
 
 def main():

@@ -1,10 +1,15 @@
 """experiments.sweep: the file's grid becomes runs; joblib and a loopback Dask cluster run the same runs to the
 same results; complete runs are skipped, so a stopped sweep resumes; bad sweep files are one-line errors."""
 import csv
+import dataclasses
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
+from air.checkpoint import write_json
 from experiments import cli, sweep
 
 TINY = """
@@ -80,8 +85,9 @@ def test_joblib_runs_the_grid_writes_results_and_resumes(capsys, tiny_sweep, tmp
     assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(out), "--jobs", "2"]) == 0
     rows = read_rows(out)
     assert set(rows) == {"seed-pres_estimator=relaxed-seed0", "seed-pres_estimator=enumerate-seed0"}
-    for row in rows.values():
-        assert row["status"] == "complete" and row["skipped"] == "False" and 0 <= float(row["test_count_acc"]) <= 1
+    for name, row in rows.items():
+        assert row["status"] == "complete" and row["skipped"] == "False"
+        assert float(row["test_count_acc"]) == json.loads((out / name / "metrics.json").read_text())["test_count_acc"]
         assert row["n_epochs"] == "2" and float(row["wall_s"]) > 0
     assert (out / "sweep.png").stat().st_size > 1000
     # A second call finds both runs complete and trains nothing; losing one run's metrics redoes only that one.
@@ -111,15 +117,35 @@ def test_a_folder_holding_another_configuration_is_neither_reused_nor_overwritte
     capsys.readouterr()
     assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "2 run folder(s) hold runs of another configuration" in err and "n_epochs is 2 there, 3 here" in err
+    assert "2 run folders hold runs of another configuration" in err and "n_epochs is 2 there, 3 here" in err
     assert (out / "seed-pres_estimator=relaxed-seed0" / "metrics.json").read_text() == kept
+
+
+def test_a_damaged_checkpoint_fails_its_run_and_is_left_as_it_was(capsys, tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    path = tmp_path / "one.toml"
+    path.write_text(TINY[:TINY.index("[grid]")])
+    out, [spec], _ = sweep.read_sweep(path)
+    folder = tmp_path / "sweep" / spec.name
+    folder.mkdir(parents=True)
+    write_json(folder / "config.json", dataclasses.asdict(spec.config()))  # the run's own, so it would resume
+    (folder / "checkpoint.npz").write_bytes(b"PK\x03\x04 cut short")
+    assert cli.run(sweep.main, [str(path), "--out", str(tmp_path / "sweep"), "--jobs", "1"]) == 1
+    row = read_rows(tmp_path / "sweep")[spec.name]
+    assert row["status"].startswith("failed: ") and "damaged or truncated" in row["status"]
+    assert f"1 run failed: {spec.name}" in capsys.readouterr().err
+    assert (folder / "checkpoint.npz").read_bytes() == b"PK\x03\x04 cut short"
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.npz", "config.json"]
 
 
 def test_a_loopback_dask_cluster_runs_the_same_runs_to_the_same_results(tiny_sweep, tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(tmp_path / "joblib")]) == 0
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0",
-                                  processes=True) as cluster:
+    import dask
+    # Every dask server (scheduler, nannies, workers) makes a scratch folder: the test's, not /tmp/dask-scratch-space.
+    with dask.config.set({"temporary-directory": str(tmp_path / "dask")}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0",
+                                     processes=True) as cluster:
         argv = [str(tiny_sweep), "--out", str(tmp_path / "dask"), "--backend", "dask",
                 "--scheduler", cluster.scheduler_address]
         assert cli.run(sweep.main, argv) == 0
@@ -144,10 +170,36 @@ def test_ray_backend_without_ray_says_how_to_get_it(capsys, tiny_sweep, tmp_path
     assert "--backend ray: needs ray" in capsys.readouterr().err
 
 
-def test_ray_runs_the_same_runs_when_installed(tiny_sweep, tmp_path):
+@pytest.fixture
+def ray_temp_dir(monkeypatch):
+    """Ray's session folder (sockets, logs, spilled objects) in a short temporary folder, removed afterwards:
+    pytest's tmp_path is too long for the sockets' paths, and Ray would otherwise leave /tmp/ray behind. Set
+    before ray is imported, as a script's first import of it would be."""
+    folder = tempfile.mkdtemp(prefix="air-ray-")
+    monkeypatch.setenv("RAY_TMPDIR", folder)
+    monkeypatch.setenv("HOME", folder)  # and Ray's ~/.ray/auth_token
+    # Ray's dashboard process asks cloud metadata servers (169.254.169.254, metadata.google.internal) which cloud
+    # it runs on, usage reports or not, unless ~/ray_bootstrap_config.yaml names the provider: name none.
+    (Path(folder) / "ray_bootstrap_config.yaml").write_text("provider:\n  type: local\n")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    # Read when ray is first imported, which here is the test's importorskip, before sweep can set it.
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_local_ray_runs_the_same_runs_to_the_same_results(tiny_sweep, tmp_path, ray_temp_dir):
     ray = pytest.importorskip("ray")
+    assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(tmp_path / "joblib")]) == 0
     try:
         assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(tmp_path / "ray"), "--backend", "ray"]) == 0
+        # sweep's own local Ray, on loopback only
+        assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
     finally:
         ray.shutdown()
-    assert len(read_rows(tmp_path / "ray")) == 2
+    assert set(read_rows(tmp_path / "ray")) == set(read_rows(tmp_path / "joblib"))
+    for name in read_rows(tmp_path / "joblib"):
+        by_joblib = json.loads((tmp_path / "joblib" / name / "metrics.json").read_text())
+        by_ray = json.loads((tmp_path / "ray" / name / "metrics.json").read_text())
+        assert [h["loss"] for h in by_ray["history"]] == [h["loss"] for h in by_joblib["history"]]
+        assert by_ray["test_count_acc"] == by_joblib["test_count_acc"]
