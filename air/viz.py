@@ -447,7 +447,9 @@ def confusion_figure(confusions):
                     fontsize=9)
         ax.text(n_pred - 0.35, -0.62, "accuracy", ha="left", va="bottom", fontsize=8, color="0.3")
         correct = sum(matrix[i, i] for i in range(min(n_true, n_pred)))
-        ax.set_title(f"{title}: {matrix.sum()} scenes,\ncount accuracy {correct / max(matrix.sum(), 1):.3f}",
+        total = int(matrix.sum())
+        ax.set_title(f"{title}: {total} scene{'s' if total != 1 else ''},\n"
+                     f"count accuracy {correct / max(total, 1):.3f}",
                      fontsize=9.5, pad=14)
         ax.set_xticks(range(n_pred))
         ax.set_yticks(range(n_true))

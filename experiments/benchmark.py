@@ -9,6 +9,7 @@
 
 The data are whatever `python -m experiments.train` would use (set AIR_MNIST_DIR for the full MNIST).
 """
+import csv
 import dataclasses
 import importlib.util
 import json
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np  # one thread: experiments/__init__.py sets it before numpy loads
 
+from air.runtime import environment
 from experiments.cli import Parser, UsageError, preset_help, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,6 +180,9 @@ def main(argv=None):
     parser.add_argument("--plot", default="docs/scaling.png", help="where --scaling saves its plot")
     parser.add_argument("--scenes", action="store_true",
                         help="only the time make_scenes takes for 3,000 seed scenes, crossing and kept apart")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="also write the figures as files into DIR (e.g. docs/results/NAME), to commit: "
+                             "steps.json, scaling.csv, scenes.json, runs.csv and each run's metrics.json")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
 
@@ -194,12 +199,17 @@ def main(argv=None):
         for name, canvas, batch, seconds in rows:
             print(f"| {name} | {canvas} | {batch} | {1e3 * seconds:.1f} |", flush=True)
         print(f"plot: {args.plot}", flush=True)
+        _write_csv(args.out, "scaling.csv", ["preset", "canvas", "batch", "ms_per_step"],
+                   [(name, canvas, batch, round(1e3 * seconds, 3)) for name, canvas, batch, seconds in rows])
         return 0
     if args.scenes:
         n, repeats = 3000, max(3, args.repeats // 30)
         print(f"make_scenes, {n:,} scenes of 32 x 32 with 0-2 digits, median of {repeats}:", flush=True)
-        for overlap, seconds in scene_times(n, repeats).items():
+        times = scene_times(n, repeats)
+        for overlap, seconds in times.items():
             print(f"  overlap {overlap}: {1e3 * seconds:.1f} ms", flush=True)
+        _write_json(args.out, "scenes.json", {"n_scenes": n, "repeats": repeats, "ms": {
+            overlap: 1e3 * seconds for overlap, seconds in times.items()}, "environment": environment()})
         return 0
     if not args.skip_steps:
         print(f"training step, batch 32, one thread, median of {args.repeats} (gradient + Adam):", flush=True)
@@ -209,6 +219,9 @@ def main(argv=None):
             t = rows[dtype]
             print(f"  {dtype}: autograd {1e3 * t['autograd']:.2f} ms   hand-derived {1e3 * t['hand']:.2f} ms   "
                   f"ratio {t['autograd'] / t['hand']:.2f}", flush=True)
+        _write_json(args.out, "steps.json", {"preset": args.preset, "batch_size": 32, "repeats": args.repeats,
+                                             "ms": {d: {k: 1e3 * v for k, v in t.items()} for d, t in rows.items()},
+                                             "environment": environment()})
 
     if not args.skip_runs:
         print(f"python -m experiments.train --preset {args.preset} --no-figures {args.train_args}, "
@@ -218,6 +231,7 @@ def main(argv=None):
             if not results:
                 print(f"  data: {r['data_source']}", flush=True)
             results.append(r)
+            _write_json(args.out, f"seed{r['seed']}/metrics.json", {k: v for k, v in r.items() if k != "seed"})
             per_class = "/".join(f"{a:.2f}" for a in r["per_class_acc"])
             print(f"  seed {r['seed']}: wall {r['wall']:.2f} s (training {r['wall_s']:.2f} s)  best val "
                   f"{r['best_val_count_acc']:.3f} (epoch {r['best_epoch']})  last epoch {r['last_val_count_acc']:.3f}  "
@@ -228,7 +242,31 @@ def main(argv=None):
         for key in ("best_val_count_acc", "last_val_count_acc", "test_count_acc", "val_recon_mse"):
             mean, sd = stat(key)
             print(f"  {key}: {mean:.4f} +- {sd:.4f}", flush=True)
+        keys = ["wall", "wall_s", "best_val_count_acc", "best_epoch", "last_val_count_acc", "test_count_acc",
+                "val_recon_mse", "test_box_iou"]
+        _write_csv(args.out, "runs.csv", ["preset", "train_args", "seed"] + keys + ["per_class_acc"],
+                   [[args.preset, args.train_args, r["seed"]] + [r[k] for k in keys]
+                    + ["/".join(f"{a:.3f}" for a in r["per_class_acc"])] for r in results])
+    if args.out:
+        print(f"results: {args.out}", flush=True)
     return 0
+
+
+def _write_json(out, name, value):
+    """Write `value` as JSON to out/name (nothing when out is None)."""
+    if out is not None:
+        path = Path(out) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value, indent=1) + "\n")
+
+
+def _write_csv(out, name, header, rows):
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        with open(Path(out) / name, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
 
 
 if __name__ == "__main__":

@@ -129,6 +129,8 @@ def main(argv=None):
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds (default: 0)")
     parser.add_argument("--out", default="runs/generalise", help="folder of the runs and the table")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (default: 2)")
+    parser.add_argument("--publish", default=None, metavar="DIR",
+                        help="copy the table, the figure and each run's config.json and metrics.json into DIR")
     add_config_flags(parser)
     args = parser.parse_args(argv)
     try:
@@ -153,6 +155,10 @@ def main(argv=None):
         return 1
     print(write_table(args.out, table), flush=True)
     print(f"figure: {plot(args.out, table)}", flush=True)
+    if args.publish:
+        from experiments.sweep import publish
+        files = ("generalisation.csv", "generalisation.md", "generalisation.png")
+        print(f"published: {plural(publish(args.out, args.publish, files), 'file')} in {args.publish}", flush=True)
     return 0
 
 

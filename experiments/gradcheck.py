@@ -1,4 +1,6 @@
-"""Check autograd's gradient of air.loss against central finite differences: python -m experiments.gradcheck --preset NAME
+"""Check autograd's gradient of air.loss against central finite differences, per parameter group.
+
+python -m experiments.gradcheck --preset NAME
 
 In float64, at a freshly initialised point with the noise fixed, on a few scenes: per parameter group,
 random unit directions and single coordinates. Prints a table (group, checks, max relative error,

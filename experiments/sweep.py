@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -272,6 +273,28 @@ def plot_results(out, rows, swept):
     return path
 
 
+RUN_FILES = ("config.json", "metrics.json")  # a run's small files: what a published result keeps of it
+
+
+def publish(out, target, files=("results.csv", "sweep.png")):
+    """Copy a finished sweep's small files into `target` (a folder to commit, e.g. docs/results/NAME): `files` of
+    the sweep folder, and each run's config.json and metrics.json; never a checkpoint. Returns the file count."""
+    out, target = Path(out), Path(target)
+    copied = 0
+    for name in files:
+        if (out / name).is_file():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out / name, target / name)
+            copied += 1
+    for folder in sorted(p for p in out.iterdir() if (p / "metrics.json").is_file()):
+        (target / folder.name).mkdir(parents=True, exist_ok=True)
+        for name in RUN_FILES:
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, target / folder.name / name)
+                copied += 1
+    return copied
+
+
 def main(argv=None):
     parser = Parser(prog="python -m experiments.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("sweep", metavar="SWEEP", help="the sweep's TOML file")
@@ -283,6 +306,9 @@ def main(argv=None):
     parser.add_argument("--address", default=None, help="ray: the cluster's address (default: a local Ray)")
     parser.add_argument("--out", default=None, help="sweep folder (default: the file's `out`, or runs/sweeps/STEM)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and stop")
+    parser.add_argument("--publish", default=None, metavar="DIR",
+                        help="when every run is complete, copy results.csv, sweep.png and each run's config.json and "
+                             "metrics.json into DIR (e.g. docs/results/NAME), to commit")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         raise UsageError(f"--jobs: must be positive, got {args.jobs}")
@@ -307,7 +333,8 @@ def main(argv=None):
     for row in execute(runs, args.backend, args.jobs, args.scheduler, args.address):
         rows.append(row)
         acc = row["test_count_acc"]
-        score = f"test acc {acc:.3f}, {row['wall_s']:.0f} s" if isinstance(acc, float) and math.isfinite(acc) else row["status"]
+        finished = isinstance(acc, float) and math.isfinite(acc)
+        score = f"test acc {acc:.3f}, {row['wall_s']:.0f} s" if finished else row["status"]
         note = " (already complete)" if row["skipped"] else ""
         print(f"[{len(rows)}/{len(runs)}] {row['run']}: {score}{note}", flush=True)
     results = write_results(out, rows, swept)
@@ -317,7 +344,10 @@ def main(argv=None):
           flush=True)
     if failed:
         print(f"{plural(len(failed), 'run')} failed: {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
+        return 1
+    if args.publish:
+        print(f"published: {plural(publish(out, args.publish), 'file')} in {args.publish}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

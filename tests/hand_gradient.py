@@ -149,7 +149,8 @@ def forward(params, images, noise, config, temperature, kl_scale=1.0):
                           + as_scalar(config.kl_pres_weight) * terms["kl_pres"]))
     cache = dict(config=config, dtype=dtype, b=b, t=t, d=d, n=n, params=params, terms=terms, kl_scale=kl_scale,
                  encoder_inputs=encoder_inputs, encoder_pre=encoder_pre, h=h, w_heads=w_heads,
-                 logit=logit, log_scale_raw=log_scale_raw, log_scale=log_scale, shift=shift, logvar_raw=logvar_raw, logvar=logvar, mean=mean,
+                 logit=logit, log_scale_raw=log_scale_raw, log_scale=log_scale, shift=shift, logvar_raw=logvar_raw,
+                 logvar=logvar, mean=mean,
                  std=std, eps=eps, inv_temperature=inv_temperature, z_pres=z_pres, gates=gates,
                  decoder_inputs=decoder_inputs, decoder_pre=decoder_pre, windows=windows, render=render_cache,
                  canvases=canvases, residual=residual, q=q, not_q=not_q,

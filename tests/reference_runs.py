@@ -3,7 +3,8 @@ checked to change no result: `python -m tests.reference_runs` rewrites the file 
 tests/test_reference_runs.py trains the same runs and compares them bit for bit.
 
 Each run trains on the synthetic digits of the tests (conftest.mnist_dir), so the reference does not depend on
-which MNIST copy a machine has. The runs use one BLAS thread. A run is summarised by its per-epoch history (the mean loss terms and the
+which MNIST copy a machine has. The runs use one BLAS thread. A run is summarised by its per-epoch history (the
+mean loss terms and the
 validation accuracy, as exact float hex strings) and a SHA-256 of its final parameters.
 """
 import dataclasses

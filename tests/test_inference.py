@@ -125,7 +125,8 @@ def assert_leafwise_finite_differences(f, params, rel=1e-6, eps=1e-6):
         direction[start:start + size] = rng.normal(size=size)
         direction /= np.linalg.norm(direction)
         start += size
-        numeric = (f(layout.unflatten(flat + eps * direction)) - f(layout.unflatten(flat - eps * direction))) / (2 * eps)
+        step = eps * direction
+        numeric = (f(layout.unflatten(flat + step)) - f(layout.unflatten(flat - step))) / (2 * eps)
         assert numeric == pytest.approx(grad @ direction, rel=rel, abs=1e-7), path
 
 

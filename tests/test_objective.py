@@ -111,7 +111,8 @@ def test_prior_over_counts():
     from air.generative import prior_count_probs
     config = air.preset("seed")
     p = np.array(config.pres_prior)
-    assert np.allclose(prior_count_probs(config.pres_prior), [1 - p[0], p[0] * (1 - p[1]), p[0] * p[1] * (1 - p[2]), p.prod()])
+    expected = [1 - p[0], p[0] * (1 - p[1]), p[0] * p[1] * (1 - p[2]), p.prod()]
+    assert np.allclose(prior_count_probs(config.pres_prior), expected)
 
 
 def test_mode_rule_takes_the_most_probable_count():

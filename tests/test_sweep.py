@@ -101,6 +101,13 @@ def test_joblib_runs_the_grid_writes_results_and_resumes(capsys, tiny_sweep, tmp
     assert again["seed-pres_estimator=relaxed-seed0"]["skipped"] == "False"
     assert again["seed-pres_estimator=relaxed-seed0"]["test_count_acc"] == rows["seed-pres_estimator=relaxed-seed0"][
         "test_count_acc"]
+    # --publish copies the small files a commit keeps, never a checkpoint.
+    published = tmp_path / "docs" / "results" / "tiny"
+    assert cli.run(sweep.main, [str(tiny_sweep), "--out", str(out), "--publish", str(published)]) == 0
+    kept = sorted(str(p.relative_to(published)) for p in published.rglob("*") if p.is_file())
+    assert kept == sorted(["results.csv", "sweep.png"] + [f"{name}/{f}" for name in rows
+                                                          for f in ("config.json", "metrics.json")])
+    assert (published / "results.csv").read_text() == (out / "results.csv").read_text()
 
 
 def test_a_folder_holding_another_configuration_is_neither_reused_nor_overwritten(capsys, tiny_sweep, tmp_path):
