@@ -95,6 +95,16 @@ def test_train_then_evaluate_end_to_end(tmp_path, mnist_dir):
     metrics = json.loads((out / "metrics.json").read_text())
     assert scores["count_acc"] == metrics["test_count_acc"]
     assert scores["confusion"] == metrics["confusion"]
+    # Another scene family from the same held-out digits, without retraining: 0-1 digit scenes, 50 of them.
+    other = subprocess.run([sys.executable, "-m", "experiments.evaluate", str(out), "--json", "--max-digits", "1",
+                            "--n-test", "50", "--digit-size", "12,14", "--overlap", "rejected"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert other.returncode == 0, other.stderr
+    confusion = json.loads(other.stdout)["confusion"]
+    assert len(confusion) == 2 and sum(map(sum, confusion)) == 50
+    bad = subprocess.run([sys.executable, "-m", "experiments.evaluate", str(out), "--digit-size", "12,40"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--digit-size" in bad.stderr
 
 
 def test_the_data_line_names_the_shipped_copy(capsys, tiny_config):
