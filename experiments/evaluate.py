@@ -20,13 +20,7 @@ def main(argv=None):
     parser.add_argument("--split", choices=["test", "val"], default="test", help="scenes to score (default: test)")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.add_argument("--quiet", action="store_true", help="do not print the data source")
-    family = parser.add_argument_group("another scene family (defaults: the run's own)")
-    family.add_argument("--digit-size", default=None, metavar="LOW,HIGH",
-                        help="digit sides in px on a 32-px canvas, scaled with the canvas (Config.digit_size)")
-    family.add_argument("--overlap", choices=["allowed", "rejected"], default=None,
-                        help="digits may cross, or are kept from piling ink (Config.overlap)")
-    family.add_argument("--max-digits", type=int, default=None, help="scenes hold 0..N digits (Config.max_digits)")
-    family.add_argument("--n-test", type=int, default=None, help="how many scenes to score (Config.n_test)")
+    add_family_flags(parser)
     args = parser.parse_args(argv)
 
     from air.checkpoint import CheckpointError, load_checkpoint
@@ -51,6 +45,17 @@ def main(argv=None):
     for i, row in enumerate(scores["confusion"]):
         print(f"  {i}: " + " ".join(f"{v:5d}" for v in row))
     return 0
+
+
+def add_family_flags(parser):
+    """The flags that choose another family of held-out scenes to score a run on (see scene_family)."""
+    family = parser.add_argument_group("another scene family (defaults: the run's own)")
+    family.add_argument("--digit-size", default=None, metavar="LOW,HIGH",
+                        help="digit sides in px on a 32-px canvas, scaled with the canvas (Config.digit_size)")
+    family.add_argument("--overlap", choices=["allowed", "rejected"], default=None,
+                        help="digits may cross, or are kept from piling ink (Config.overlap)")
+    family.add_argument("--max-digits", type=int, default=None, help="scenes hold 0..N digits (Config.max_digits)")
+    family.add_argument("--n-test", type=int, default=None, help="how many scenes to score (Config.n_test)")
 
 
 def scene_family(config, args):

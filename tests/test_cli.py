@@ -1,4 +1,5 @@
 """The command line: bad input is one line and status 2; a tiny run end to end; README and CI agree."""
+import csv
 import dataclasses
 import io
 import json
@@ -10,9 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import air
+from air import data
 from air import train as air_train
 from air.data import MNIST_FILES
 from air.checkpoint import read_checkpoint
@@ -375,3 +378,20 @@ def test_benchmark_times_make_scenes(capsys):
     assert lines[0] == "make_scenes, 3,000 scenes of 32 x 32 with 0-2 digits, median of 3:"
     rules = [re.fullmatch(r"  overlap (\w+): [0-9.]+ ms", line).group(1) for line in lines[1:]]
     assert rules == ["allowed", "rejected"]
+
+
+def test_merges_bins_the_two_digit_scenes(tmp_path, mnist_dir, monkeypatch, capsys):
+    from experiments import merges
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    run_dir = tmp_path / "run"
+    assert cli.run(train.main, [*TINY_FLAGS, "--out", str(run_dir), "--no-figures", "--quiet"]) == 0
+    out = tmp_path / "merges"
+    assert cli.run(merges.main, [str(run_dir), "--out", str(out), "--n-test", "90"]) == 0
+    with open(out / "merges.csv") as f:
+        rows = list(csv.DictReader(f))
+    scenes = air_train.build_datasets(dataclasses.replace(air.preset("seed"), n_test=90), data.load_mnist()).test
+    for by in ("distance", "size"):  # every two-digit scene falls in exactly one bin, and the shares add up
+        assert sum(int(r["n"]) for r in rows if r["by"] == by) == int(np.sum(scenes.counts == 2))
+        for r in rows:
+            assert float(r["counted_two"]) + float(r["merged"]) + float(r["split"]) <= 1.0 + 1e-9
+    assert (out / "merges.png").stat().st_size > 1000
