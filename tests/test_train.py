@@ -214,3 +214,10 @@ def test_train_counts_restrict_training_and_validation_scenes_but_not_test_scene
     assert np.array_equal(air_train.build_datasets(tiny_config, mnist).train.images, plain.images)
     with pytest.raises(air.ConfigError, match="train_counts: must be counts between 0 and max_digits"):
         dataclasses.replace(tiny_config, train_counts=(0, 3))
+
+
+def test_a_stochastic_where_keeps_its_kl_in_the_history(tiny_config, mnist):
+    config = dataclasses.replace(tiny_config, z_where="stochastic", n_epochs=1)
+    history = run(config, mnist)["history"]
+    assert history[0]["kl_where"] > 0
+    assert "kl_where" not in run(tiny_config, mnist)["history"][0]
