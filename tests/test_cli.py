@@ -395,3 +395,20 @@ def test_merges_bins_the_two_digit_scenes(tmp_path, mnist_dir, monkeypatch, caps
         for r in rows:
             assert float(r["counted_two"]) + float(r["merged"]) + float(r["split"]) <= 1.0 + 1e-9
     assert (out / "merges.png").stat().st_size > 1000
+
+
+def test_time_to_accuracy_writes_its_curve(tmp_path, mnist_dir, monkeypatch, capsys):
+    from experiments import time_to_accuracy
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    out = tmp_path / "curve"
+    flags = [*TINY_FLAGS, "--n-epochs", "3", "--test-every", "2", "--out", str(out), "--quiet"]
+    assert cli.run(time_to_accuracy.main, flags) == 0
+    with open(out / "curve.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert [r["test_count_acc"] != "" for r in rows] == [False, True, True]  # every 2nd epoch and the last
+    walls = [float(r["wall_s"]) for r in rows]
+    assert walls == sorted(walls) and walls[0] > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [float(r["val_count_acc"]) for r in rows] == [h["val_count_acc"] for h in metrics["history"]]
+    assert (out / "curve.png").stat().st_size > 1000
