@@ -1,9 +1,10 @@
 """Why two digits are counted as one: python -m experiments.merges RUN [RUN ...] [--digit-size 12,16]
 
 Scores each run's best parameters on the two-digit scenes of its held-out test family (or of another family,
-with the same scene flags as experiments.evaluate) and bins them by the distance between the two digits' centres
-and by their mean size: the share counted as two, as one (merged) and as three (split). Writes merges.csv (one row
-a run and bin) and merges.png (two-digit accuracy against distance and against size, a line a run) into --out.
+with the same scene flags as experiments.evaluate) and bins them by the distance between the two digits' centres,
+by their mean size and by the IoU of their boxes: the share counted as two, as one (merged) and as three (split).
+Writes merges.csv (one row a run and bin) and merges.png (two-digit accuracy against distance and against size, a
+line a run) into --out.
 """
 import csv
 import sys
@@ -16,6 +17,7 @@ from experiments.evaluate import add_family_flags, scene_family
 
 DISTANCE_BINS = (0, 10, 14, 18, 22, 26, 32, 80)  # px between the two digit centres (50-px canvas: 80 is far)
 SIZE_BINS = (0, 16, 19, 21, 23, 25, 27, 40)  # px, the mean side of the two digits
+IOU_BINS = (0, 1e-9, 0.1, 0.3, 0.5, 1.01)  # overlap of the two digits' boxes; the first bin is "disjoint"
 
 
 def two_digit_table(params, config, scenes):
@@ -65,7 +67,8 @@ def main(argv=None):
             raise UsageError(f"RUN: {e}") from None
         config = scene_family(config, args)
         table = two_digit_table(params, config, load_data(config, quiet=True).test)
-        results[label] = {"distance": binned(table, "distance", DISTANCE_BINS), "size": binned(table, "size", SIZE_BINS)}
+        results[label] = {"distance": binned(table, "distance", DISTANCE_BINS), "size": binned(table, "size", SIZE_BINS),
+                          "iou": binned(table, "iou", IOU_BINS)}
         print(f"{label}: {len(table['count'])} two-digit scenes, counted as two {np.mean(table['count'] == 2):.3f}, "
               f"merged {np.mean(table['count'] == 1):.3f}, split {np.mean(table['count'] >= 3):.3f}", flush=True)
     with open(out / "merges.csv", "w", newline="") as f:
