@@ -2,7 +2,6 @@
 import gzip
 import hashlib
 import itertools
-import shutil
 
 import numpy as np
 import pytest
