@@ -108,6 +108,7 @@ def _sequential_posterior(params, config, images, noise):
     h = c = numpy.zeros((b, hidden), dtype)
     previous = numpy.zeros((b, 3 + config.what_dim), dtype)
     unexplained = x
+    scene = None  # with composition="max": the running maximum of the steps' canvases so far
     features = mlp(params["encoder"], x, final=relu)  # the recurrent network reads the same image every step
     steps = []
     for step in range(t):
@@ -134,7 +135,8 @@ def _sequential_posterior(params, config, images, noise):
         window = decode(params, config, z_what)
         canvas = window_to_image(window, log_scale.reshape(b), shift, size)
         if config.composition == "max":
-            scene = canvas.reshape(b, size * size) if step == 0 else np.maximum(scene, canvas.reshape(b, size * size))
+            flat = canvas.reshape(b, size * size)
+            scene = flat if scene is None else np.maximum(scene, flat)
             unexplained = x - scene
         else:
             unexplained = unexplained - canvas.reshape(b, size * size)
