@@ -113,3 +113,14 @@ def window_boxes(log_scale, shift, image_size, window_size):
     tx, ty = shift[..., 0], shift[..., 1]
     return np.stack([to_pixels(tx - s) - half_cell, to_pixels(ty - s) - half_cell,
                      to_pixels(tx + s) + half_cell, to_pixels(ty + s) + half_cell], axis=-1)
+
+
+def box_where(boxes, image_size, window_size):
+    """window_boxes inverted for square boxes: (..., 4) boxes (x0, y0, x1, y1) in canvas pixels -> (log_scale
+    (...,), shift (..., 2)) of the window covering each (a non-square box gets the mean of its two sides)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    side = 0.5 * (boxes[..., 2] - boxes[..., 0] + boxes[..., 3] - boxes[..., 1])
+    # A window of scale s covers s (W - 1) P / (P - 1) canvas pixels (see window_boxes).
+    log_scale = np.log(side * (window_size - 1) / ((image_size - 1) * window_size))
+    centre = 0.5 * (boxes[..., :2] + boxes[..., 2:])
+    return log_scale, (centre - 0.5) / (0.5 * (image_size - 1)) - 1.0

@@ -5,6 +5,12 @@ with the same scene flags as experiments.evaluate) and bins them by the distance
 by their mean size and by the IoU of their boxes: the share counted as two, as one (merged) and as three (split).
 Writes merges.csv (one row a run and bin) and merges.png (two-digit accuracy against distance and against size, a
 line a run) into --out.
+
+With --gains it also asks how much the objective prefers two objects to one on each two-digit scene, and writes
+gains.csv and gains.png: the ELBO (at the posterior means) of two windows placed on the two true digit frames, each
+z_what from the model's own glimpse encoder and drawn by its own decoder, minus that of the model's first step
+alone; and the same for the model's own first two steps. Both sides pay the count prior at the end of training
+and z_what's KL; z_where's KL (a few nats an object) is left out of both.
 """
 import csv
 import sys
@@ -33,6 +39,41 @@ def two_digit_table(params, config, scenes):
             "iou": box_iou(boxes[:, 0], boxes[:, 1]), "count": count}
 
 
+def explanation_gains(params, config, scenes):
+    """Per two-digit scene, ELBO gains in nats (see the module docstring): "oracle", two windows on the true digit
+    frames over the model's first step alone; "model", the model's first two steps over its first step alone."""
+    from air.generative import negative_log_likelihood, prior_count_probs, reconstruct
+    from air.guide import glimpse_posterior, guide
+    from air.schedules import pres_prior, steps_per_epoch
+    from air.transformer import box_where
+    if config.object_encoder != "glimpse":
+        raise UsageError("--gains needs a run whose z_what comes from the glimpse encoder (object_encoder=glimpse)")
+    two = scenes.counts == 2
+    images = scenes.images[two].astype(config.dtype)
+    n, size, p = len(images), config.canvas_size, config.window_size
+    total = config.n_epochs * steps_per_epoch(config)
+    log_prior = np.log(prior_count_probs(pres_prior(config, total, total)))  # p(n), n = 0..T, at the end
+
+    def elbo(z_what, what_logvar, log_scale, shift, count):
+        gates = (np.arange(z_what.shape[1]) < count).astype(config.dtype)[None].repeat(n, axis=0)
+        recon = reconstruct(params, config, gates, z_what, log_scale, shift)
+        sse = np.sum((recon - images) ** 2, axis=(1, 2))
+        kl = 0.5 * np.sum((z_what ** 2 + np.exp(what_logvar) - what_logvar - 1.0)[:, :count], axis=(1, 2))
+        return -negative_log_likelihood(sse, config) + log_prior[count] - kl
+
+    post = guide(params, config, images)
+    mine = (post["what_mean"], post["what_logvar"], post["log_scale"], post["shift"])
+    one, own_two = elbo(*mine, count=1), elbo(*mine, count=2)
+    log_scale, shift = box_where(scenes.boxes[two, :2], size, p)  # windows on the true digit frames (N, 2)
+    log_scale = np.clip(log_scale, *config.log_scale_range).astype(config.dtype)  # as the model's windows are
+    shift = shift.astype(config.dtype)
+    mean, logvar = glimpse_posterior(params, config, np.repeat(images, 2, axis=0), log_scale.reshape(-1),
+                                     shift.reshape(-1, 2))
+    d = config.what_dim
+    oracle = elbo(mean.reshape(n, 2, d), logvar.reshape(n, 2, d), log_scale, shift, count=2)
+    return {"oracle": oracle - one, "model": own_two - one}
+
+
 def binned(table, key, edges):
     """[(low, high, n, share counted 2, share counted 1, share counted 3+)] over the bins of table[key]."""
     rows = []
@@ -50,6 +91,8 @@ def main(argv=None):
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their checkpoint.npz)")
     parser.add_argument("--out", default="runs/merges", help="folder for merges.csv and merges.png")
     parser.add_argument("--label", default=None, help="comma-separated names of the runs in the figure")
+    parser.add_argument("--gains", action="store_true",
+                        help="also write gains.csv and gains.png: how much the ELBO prefers two windows to one")
     add_family_flags(parser)
     args = parser.parse_args(argv)
     labels = args.label.split(",") if args.label else [Path(r).name for r in args.runs]
@@ -59,18 +102,26 @@ def main(argv=None):
     from air.checkpoint import CheckpointError, load_checkpoint
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {}
+    results, gains = {}, {}
     for label, path in zip(labels, args.runs):
         try:
             params, config = load_checkpoint(path)
         except CheckpointError as e:
             raise UsageError(f"RUN: {e}") from None
         config = scene_family(config, args)
-        table = two_digit_table(params, config, load_data(config, quiet=True).test)
+        scenes = load_data(config, quiet=True).test
+        table = two_digit_table(params, config, scenes)
         results[label] = {"distance": binned(table, "distance", DISTANCE_BINS), "size": binned(table, "size", SIZE_BINS),
                           "iou": binned(table, "iou", IOU_BINS)}
         print(f"{label}: {len(table['count'])} two-digit scenes, counted as two {np.mean(table['count'] == 2):.3f}, "
               f"merged {np.mean(table['count'] == 1):.3f}, split {np.mean(table['count'] >= 3):.3f}", flush=True)
+        if args.gains:
+            gains[label] = {**table, **explanation_gains(params, config, scenes)}
+            merged = table["count"] == 1
+            for key in ("oracle", "model"):
+                g = gains[label][key]
+                print(f"{label}: median ELBO gain of {key} two windows over one, merged scenes "
+                      f"{_median(g[merged])}, counted as two {_median(g[table['count'] == 2])} nats", flush=True)
     with open(out / "merges.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["run", "by", "low", "high", "n", "counted_two", "merged", "split"])
@@ -79,7 +130,20 @@ def main(argv=None):
                 writer.writerows([label, key, *row] for row in rows)
     _plot(results, out / "merges.png")
     print(f"results: {out / 'merges.csv'}; figure: {out / 'merges.png'}", flush=True)
+    if gains:
+        with open(out / "gains.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["run", "distance", "size", "count", "oracle_gain", "model_gain"])
+            for label, g in gains.items():
+                writer.writerows([label, f"{g['distance'][i]:.2f}", f"{g['size'][i]:.2f}", int(g["count"][i]),
+                                  f"{g['oracle'][i]:.2f}", f"{g['model'][i]:.2f}"] for i in range(len(g["count"])))
+        _plot_gains(gains, out / "gains.png")
+        print(f"gains: {out / 'gains.csv'}; figure: {out / 'gains.png'}", flush=True)
     return 0
+
+
+def _median(values):
+    return f"{np.median(values):.1f}" if len(values) else "n/a"
 
 
 def _plot(results, path):
@@ -96,6 +160,25 @@ def _plot(results, path):
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _plot_gains(gains, path):
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(4.2 * len(gains), 3.6))
+    for i, (label, g) in enumerate(gains.items()):
+        ax = fig.add_subplot(1, len(gains), i + 1)
+        for counted, colour, name in ((2, "tab:blue", "counted as two"), (1, "tab:red", "merged into one")):
+            mask = g["count"] == counted
+            ax.scatter(g["distance"][mask], g["oracle"][mask], s=6, c=colour, alpha=0.6, label=name)
+        ax.axhline(0.0, color="k", lw=0.8)
+        ax.set_yscale("symlog", linthresh=10.0)
+        ax.set_xlabel("distance between the digit centres (px)")
+        ax.set_ylabel("ELBO(two true windows) - ELBO(one), nats")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, markerscale=2)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

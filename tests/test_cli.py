@@ -395,6 +395,73 @@ def test_merges_bins_the_two_digit_scenes(tmp_path, mnist_dir, monkeypatch, caps
         for r in rows:
             assert float(r["counted_two"]) + float(r["merged"]) + float(r["split"]) <= 1.0 + 1e-9
     assert (out / "merges.png").stat().st_size > 1000
+    assert not (out / "gains.csv").exists()
+
+
+def test_merges_gains_price_two_windows_against_one(tmp_path, mnist_dir, monkeypatch, capsys):
+    from experiments import merges
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    run_dir = tmp_path / "run"
+    flags = [*TINY_FLAGS, "--object-encoder", "glimpse", "--inference", "recurrent", "--rnn-hidden", "16"]
+    assert cli.run(train.main, [*flags, "--out", str(run_dir), "--no-figures", "--quiet"]) == 0
+    out = tmp_path / "merges"
+    assert cli.run(merges.main, [str(run_dir), "--out", str(out), "--n-test", "90", "--gains"]) == 0
+    with open(out / "gains.csv") as f:
+        rows = list(csv.DictReader(f))
+    from air.checkpoint import load_checkpoint
+    params, config = load_checkpoint(run_dir)
+    scenes = air_train.build_datasets(dataclasses.replace(config, n_test=90), data.load_mnist()).test
+    assert len(rows) == int(np.sum(scenes.counts == 2)) > 0
+    gains = merges.explanation_gains(params, config, scenes)
+    np.testing.assert_allclose([float(r["oracle_gain"]) for r in rows], gains["oracle"], atol=0.01)
+    # With a decoder that draws nothing, a second step changes no pixel: it costs exactly the prior's price of
+    # one more object (log p(2) - log p(1) at the end of training) and its z_what KL.
+    dark = {**params, "decoder": [*params["decoder"][:-1], {"w": 0.0 * params["decoder"][-1]["w"],
+                                                            "b": np.full_like(params["decoder"][-1]["b"], -80.0)}]}
+    from air.guide import guide
+    from air.generative import prior_count_probs
+    from air.schedules import pres_prior, steps_per_epoch
+    total = config.n_epochs * steps_per_epoch(config)
+    log_p = np.log(prior_count_probs(pres_prior(config, total, total)))
+    post = guide(dark, config, scenes.images[scenes.counts == 2])
+    m, lv = post["what_mean"][:, 1], post["what_logvar"][:, 1]
+    kl_second = 0.5 * np.sum(m ** 2 + np.exp(lv) - lv - 1.0, axis=1)
+    np.testing.assert_allclose(merges.explanation_gains(dark, config, scenes)["model"], log_p[2] - log_p[1] - kl_second,
+                               rtol=1e-4, atol=1e-3)
+    assert (out / "gains.png").stat().st_size > 1000
+    seed_dir = tmp_path / "seed"
+    assert cli.run(train.main, [*TINY_FLAGS, "--out", str(seed_dir), "--no-figures", "--quiet"]) == 0
+    assert cli.run(merges.main, [str(seed_dir), "--out", str(out), "--n-test", "90", "--gains"]) == 2
+    assert "glimpse encoder" in capsys.readouterr().err
+
+
+def test_compare_scores_each_run_on_each_family(tmp_path, mnist_dir, monkeypatch, capsys):
+    from experiments import compare
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    run_dir = tmp_path / "run"
+    assert cli.run(train.main, [*TINY_FLAGS, "--out", str(run_dir), "--no-figures", "--quiet"]) == 0
+    out = tmp_path / "compare"
+    argv = [str(run_dir), str(run_dir / "checkpoint.npz"), "--label", "a,b", "--family", "small=8,10", "--n-test", "80"]
+    assert cli.run(compare.main, [*argv, "--out", str(out)]) == 0
+    with open(out / "compare.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["run"], r["family"], r["digit_size"]) for r in rows] == [
+        ("a", "own", "12-18"), ("a", "small", "8-10"), ("b", "own", "12-18"), ("b", "small", "8-10")]
+    assert rows[0]["count_acc"] == rows[2]["count_acc"]  # the same parameters, folder or checkpoint
+    from air.checkpoint import load_checkpoint
+    from air.metrics import evaluate as score
+    params, config = load_checkpoint(run_dir)
+    scenes = air_train.build_datasets(dataclasses.replace(config, n_test=80, digit_size=(8, 10)), data.load_mnist()).test
+    expected = score(params, config, scenes)
+    two = np.asarray(expected["confusion"])[2]
+    assert float(rows[1]["count_acc"]) == pytest.approx(expected["count_acc"], abs=1e-4)
+    assert float(rows[1]["merged_two"]) == pytest.approx(two[1] / two.sum(), abs=1e-4)
+    assert float(rows[1]["split_two"]) == pytest.approx(two[3:].sum() / two.sum(), abs=1e-4)
+    assert (out / "compare.png").stat().st_size > 1000
+    for bad, message in ((["--family", "pyro"], "LABEL=LOW,HIGH"), (["--family", "own=8,10"], "other than 'own'"),
+                         (["--label", "a"], "1 names for 2 runs")):
+        assert cli.run(compare.main, [*argv, *bad, "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_time_to_accuracy_writes_its_curve(tmp_path, mnist_dir, monkeypatch, capsys):

@@ -153,6 +153,21 @@ def test_window_boxes_scale_and_centre():
     np.testing.assert_allclose((boxes[..., 0:2] + boxes[..., 2:4]) / 2, centre, rtol=1e-12)
 
 
+def test_box_where_inverts_window_boxes():
+    """The window placed on a box covers that box: box_where then window_boxes is the identity on square boxes,
+    and a non-square box gets the window of its mean side at its centre."""
+    rng = np.random.default_rng(7)
+    p, w = 28, 50
+    log_scale, shift = rng.uniform(-1.5, 0.0, (4, 2)), rng.uniform(-1.0, 1.0, (4, 2, 2))
+    boxes = transformer.window_boxes(log_scale, shift, w, p)
+    back_scale, back_shift = transformer.box_where(boxes, w, p)
+    np.testing.assert_allclose(back_scale, log_scale, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(back_shift, shift, rtol=0, atol=1e-12)
+    wide = np.array([10.0, 20.0, 30.0, 26.0])  # 20 x 6 px: mean side 13 px, centre (20, 23)
+    square = transformer.window_boxes(*transformer.box_where(wide, w, p), w, p)
+    np.testing.assert_allclose(square, [13.5, 16.5, 26.5, 29.5], rtol=0, atol=1e-12)
+
+
 # --- gradients -----------------------------------------------------------------------------------------------------
 
 

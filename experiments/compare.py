@@ -1,0 +1,122 @@
+"""Score trained runs on several scene families: python -m experiments.compare RUN [RUN ...] --family pyro=12,16
+
+Each run's best parameters are scored on its own held-out test family and on every --family LABEL=LOW,HIGH (the
+same held-out digits drawn at sides LOW-HIGH px on a 32-px canvas, scaled with the canvas, as
+`experiments.evaluate --digit-size`), all with --n-test scenes. Writes compare.csv (one row a run and family:
+count accuracy with its binomial standard error, accuracy per count, the shares of two-digit scenes merged into
+one and split into three, the windows' box IoU, and the run's training minutes) and compare.png (count accuracy
+a run and family, with error bars) into --out.
+"""
+import csv
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from experiments.cli import Parser, UsageError, load_data, run
+
+FIELDS = ("run", "family", "digit_size", "n_test", "count_acc", "stderr", "acc_0", "acc_1", "acc_2", "merged_two",
+          "split_two", "box_iou", "train_minutes")
+
+
+def parse_family(text):
+    """'pyro=12,16' -> ('pyro', (12, 16)); UsageError naming the flag otherwise."""
+    label, _, sizes = text.partition("=")
+    try:
+        low, high = (int(v) for v in sizes.split(","))
+    except ValueError:
+        raise UsageError(f"--family: expected LABEL=LOW,HIGH (e.g. pyro=12,16), got {text!r}") from None
+    if not label or label == "own":
+        raise UsageError(f"--family: {text!r} needs a label other than 'own' (the run's own family is always scored)")
+    return label, (low, high)
+
+
+def score(params, config, scenes):
+    """One row's scores (without run, family and minutes) of `params` on `scenes`."""
+    from air.metrics import evaluate
+    s = evaluate(params, config, scenes)
+    confusion = np.asarray(s["confusion"])
+    acc, n = s["count_acc"], len(scenes)
+    two = confusion[2].sum() if len(confusion) > 2 else 0
+    share = lambda cols: float(confusion[2, cols].sum() / two) if two else float("nan")
+    per = s["per_class_acc"] + [float("nan")] * 3
+    return {"digit_size": "-".join(str(v) for v in config.digit_size), "n_test": n, "count_acc": acc,
+            "stderr": float(np.sqrt(acc * (1 - acc) / n)), "acc_0": per[0], "acc_1": per[1], "acc_2": per[2],
+            "merged_two": share(1), "split_two": share(slice(3, None)), "box_iou": s["box_iou"]}
+
+
+def train_minutes(path):
+    """The run's training wall time in minutes from its metrics.json, or '' if it has none."""
+    folder = Path(path).parent if str(path).endswith(".npz") else Path(path)
+    try:
+        seconds = json.loads((folder / "metrics.json").read_text())["wall_s"]
+    except (OSError, ValueError, KeyError):
+        return ""
+    return round(seconds / 60, 1)
+
+
+def main(argv=None):
+    parser = Parser(prog="python -m experiments.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their checkpoint.npz)")
+    parser.add_argument("--label", default=None, help="comma-separated names of the runs (default: folder names)")
+    parser.add_argument("--family", action="append", default=[], metavar="LABEL=LOW,HIGH",
+                        help="another family of test scenes, digit sides LOW-HIGH px on 32 px (repeatable)")
+    parser.add_argument("--n-test", type=int, default=5000, help="scenes a family (default 5000)")
+    parser.add_argument("--out", default="runs/compare", help="folder for compare.csv and compare.png")
+    args = parser.parse_args(argv)
+    labels = args.label.split(",") if args.label else [Path(r).name for r in args.runs]
+    if len(labels) != len(args.runs):
+        raise UsageError(f"--label: {len(labels)} names for {len(args.runs)} runs")
+    families = [("own", None)] + [parse_family(f) for f in args.family]
+
+    from air.checkpoint import CheckpointError, load_checkpoint
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for label, path in zip(labels, args.runs):
+        try:
+            params, config = load_checkpoint(path)
+        except CheckpointError as e:
+            raise UsageError(f"RUN: {e}") from None
+        for family, sizes in families:
+            family_config = dataclasses.replace(config, n_test=args.n_test, **({"digit_size": sizes} if sizes else {}))
+            row = {"run": label, "family": family, **score(params, family_config, load_data(family_config, True).test),
+                   "train_minutes": train_minutes(path)}
+            rows.append(row)
+            print(f"{label:>24s}  {family:>8s}  count acc {row['count_acc']:.4f} +- {row['stderr']:.4f}  "
+                  f"two-digit merged {row['merged_two']:.3f} split {row['split_two']:.3f}  "
+                  f"box IoU {row['box_iou']:.3f}", flush=True)
+    with open(out / "compare.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        writer.writerows({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    _plot(rows, [f for f, _ in families], labels, out / "compare.png")
+    print(f"results: {out / 'compare.csv'}; figure: {out / 'compare.png'}", flush=True)
+    return 0
+
+
+def _plot(rows, families, labels, path):
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(max(5.0, 1.1 * len(labels) + 2), 3.6))
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / len(families)
+    for i, family in enumerate(families):
+        mine = [next(r for r in rows if r["run"] == label and r["family"] == family) for label in labels]
+        x = np.arange(len(labels)) + (i - (len(families) - 1) / 2) * width
+        ax.bar(x, [r["count_acc"] for r in mine], width, yerr=[r["stderr"] for r in mine], capsize=3, label=family)
+    low = min(r["count_acc"] - r["stderr"] for r in rows)
+    ax.set_ylim(max(0.0, min(low, 0.95) - 0.01), 1.0)
+    ax.axhline(0.985, color="k", lw=0.8, ls="--", label="0.985")
+    ax.set_xticks(np.arange(len(labels)))
+    ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("test count accuracy")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, title="scene family", title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
