@@ -12,7 +12,7 @@ import numpy as np
 
 from air.config import Config, ConfigError
 from air.files import write_atomically
-from air.tree import leaves
+from air.tree import leaves, nest
 
 CHECKPOINT = "checkpoint.npz"
 FORMAT_VERSION = 1
@@ -67,9 +67,9 @@ def read_checkpoint(path):
         return {
             **meta,
             "config": config,
-            "params": _nest(data, "params/"),
-            "best_params": _nest(data, "best_params/"),
-            "average_params": _nest(data, "average_params/") or None,
+            "params": nest(data, "params/"),
+            "best_params": nest(data, "best_params/"),
+            "average_params": nest(data, "average_params/") or None,
             "adam": {"m": data["adam/m"], "v": data["adam/v"], "step": int(data["adam/step"])},
         }
     except ConfigError as e:
@@ -89,27 +89,3 @@ def load_checkpoint(path):
     """(params, config) of a run: the best-validation parameters, which a finished run reports."""
     state = read_checkpoint(path)
     return state["best_params"], state["config"]
-
-
-def _nest(flat, prefix):
-    """Rebuild nested dicts/lists from 'a/0/w'-style keys."""
-    root = {}
-    for key, value in flat.items():
-        if not key.startswith(prefix):
-            continue
-        *parents, last = key[len(prefix):].split("/")
-        node = root
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return _lists(root)
-
-
-def _lists(node):
-    """Dicts whose keys are 0..n-1 become lists (the encoder and decoder layer stacks)."""
-    if not isinstance(node, dict):
-        return node
-    node = {k: _lists(v) for k, v in node.items()}
-    if node and all(k.isdigit() for k in node) and sorted(map(int, node)) == list(range(len(node))):
-        return [node[str(i)] for i in range(len(node))]
-    return node

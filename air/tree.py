@@ -55,3 +55,27 @@ class Layout:
         # Autograd records a reshape even when the shape does not change; 1-D leaves (biases) skip it.
         leaves = (p if len(s) == 1 else p.reshape(s) for p, s in zip(pieces, self.shapes))
         return _rebuild(self.skeleton, leaves)
+
+
+def nest(flat, prefix=""):
+    """leaves inverted: nested dicts and lists rebuilt from a {path: array} dict, the paths that start with prefix."""
+    root = {}
+    for key, value in flat.items():
+        if not key.startswith(prefix):
+            continue
+        *parents, last = key[len(prefix):].split("/")
+        node = root
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return _lists(root)
+
+
+def _lists(node):
+    """Dicts whose keys are 0..n-1 become lists (the encoder and decoder layer stacks)."""
+    if not isinstance(node, dict):
+        return node
+    node = {k: _lists(v) for k, v in node.items()}
+    if node and all(k.isdigit() for k in node) and sorted(map(int, node)) == list(range(len(node))):
+        return [node[str(i)] for i in range(len(node))]
+    return node

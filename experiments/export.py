@@ -1,0 +1,107 @@
+"""Ship a finished run as a trained model: python -m experiments.export RUN --name NAME
+
+Writes air/models/NAME.npz (the run's scored parameters in float32, its config and a model card) and NAME.md,
+the card for reading. The card holds the command that trained the run, its seed, the commit it was exported
+at, the data, the wall time, and test scores measured here, on --n-test scenes of the run's own family and of
+Pyro's digit scale (`--digit-size 12,16`), so that the shipped model's test can check them.
+"""
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from experiments.cli import Parser, UsageError, _show, load_data, run
+
+PYRO_SCALE = (12, 16)  # digit sides on a 32-px canvas: 19-25 px on 50 px, Pyro's multi-MNIST frames
+
+
+def train_command(config):
+    """The experiments.train command line that trains `config`: its preset (the first whose fields it matches
+    most) and a flag for every field that differs from it."""
+    from air.config import PRESETS
+    fields = [f.name for f in dataclasses.fields(config) if f.name != "seed"]
+    name = min(PRESETS, key=lambda p: sum(getattr(PRESETS[p], f) != getattr(config, f) for f in fields))
+    flags = [f"--{f.replace('_', '-')} {_show(getattr(config, f))}" for f in fields
+             if getattr(config, f) != getattr(PRESETS[name], f)]
+    return " ".join(["python -m experiments.train --preset", name, "--seed", str(config.seed), *flags])
+
+
+def commit():
+    """The repository's commit (with '+changes' if the tree is dirty), or 'unknown' outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+def model_card(name, folder, params, config, n_test, trained=None):
+    """The card of `params` under `config` (as shipped); `trained` is the config the run trained with."""
+    from experiments.compare import score
+    metrics = json.loads((folder / "metrics.json").read_text())
+    if metrics.get("status") != "complete":
+        raise UsageError(f"RUN: {folder} is not a finished run (status {metrics.get('status')!r})")
+    scores = {}
+    for family, changes in (("own", {}), ("pyro_scale", {"digit_size": PYRO_SCALE})):
+        family_config = dataclasses.replace(config, n_test=n_test, **changes)
+        s = score(params, family_config, load_data(family_config, quiet=True).test)
+        scores[family] = {k: s[k] for k in ("digit_size", "n_test", "count_acc", "stderr", "merged_two", "box_iou")}
+    return {"name": name, "command": train_command(trained or config), "seed": config.seed, "commit": commit(),
+            "data": metrics.get("data_source", ""), "wall_minutes": round(metrics["wall_s"] / 60, 1),
+            "steps": metrics.get("n_steps"), "run_test_count_acc": metrics["test_count_acc"], "test": scores,
+            "environment": metrics.get("environment", {})}
+
+
+def card_markdown(card):
+    rows = [f"| {family} | {s['digit_size']} px on 32 | {s['n_test']} | {s['count_acc']:.4f} +- {s['stderr']:.4f} | "
+            f"{s['merged_two']:.3f} | {s['box_iou']:.3f} |" for family, s in card["test"].items()]
+    return "\n".join([
+        f"# Model card: `{card['name']}`", "",
+        f"Load it with `params, config = air.pretrained({card['name']!r})`.", "",
+        f"- trained by: `{card['command']}`",
+        f"- seed {card['seed']}, {card['steps']:,} steps, {card['wall_minutes']} minutes of training",
+        f"- data: {card['data']}",
+        f"- exported at commit {card['commit']}", "",
+        "Test scenes are drawn from MNIST test digits the model never saw (scored at export):", "",
+        "| scenes | digit sides | scenes scored | count accuracy | two-digit scenes merged | box IoU |",
+        "| --- | --- | --- | --- | --- | --- |", *rows, ""])
+
+
+def main(argv=None):
+    parser = Parser(prog="python -m experiments.export", description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a finished run folder")
+    parser.add_argument("--name", required=True, help="the model's name, e.g. paper (air.pretrained('paper'))")
+    parser.add_argument("--n-test", type=int, default=5000, help="test scenes a family for the card (default 5000)")
+    parser.add_argument("--out", default=None, help="folder for NAME.npz and NAME.md (default: air/models)")
+    args = parser.parse_args(argv)
+    if not args.name.isidentifier():
+        raise UsageError(f"--name: a plain name such as paper, got {args.name!r}")
+
+    from air import shipped
+    from air.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
+    try:
+        folder = checkpoint_path(args.run).parent
+        params, config = load_checkpoint(folder)
+    except CheckpointError as e:
+        raise UsageError(f"RUN: {e}") from None
+    # Scored as shipped: float32 parameters under a float32 config.
+    from air.tree import leaves, nest
+    params = nest({k: v.astype("float32") for k, v in leaves(params)})
+    trained, config = config, dataclasses.replace(config, dtype="float32")
+    card = model_card(args.name, folder, params, config, args.n_test, trained)
+    out = Path(args.out) if args.out else shipped.MODELS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    shipped.save(out / f"{args.name}.npz", params, config, card)
+    (out / f"{args.name}.md").write_text(card_markdown(card))
+    size = (out / f"{args.name}.npz").stat().st_size
+    print(f"{out / (args.name + '.npz')}: {size / 1e6:.1f} MB; own scenes {card['test']['own']['count_acc']:.4f}, "
+          f"Pyro-scale {card['test']['pyro_scale']['count_acc']:.4f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

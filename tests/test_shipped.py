@@ -1,0 +1,122 @@
+"""Trained models as files: air.shipped's save and load, and experiments.export."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import air
+from air import shipped
+from air.tree import leaves
+from experiments import cli, export, train
+from tests.test_cli import TINY_FLAGS
+
+
+@pytest.fixture
+def models(tmp_path, monkeypatch):
+    """An empty models folder in place of air/models."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setattr(shipped, "MODELS_DIR", folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_run(tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    run_dir = tmp_path / "run"
+    flags = [*TINY_FLAGS, "--dtype", "float64", "--object-encoder", "glimpse"]
+    assert cli.run(train.main, [*flags, "--out", str(run_dir), "--no-figures", "--quiet"]) == 0
+    return run_dir
+
+
+def test_save_then_load_gives_float32_params_and_config(models):
+    config = dataclasses.replace(air.preset("seed"), dtype="float64", what_dim=7)
+    params = air.init_params(np.random.default_rng(1), config)
+    saved = shipped.save(models / "m.npz", params, config, {"name": "m", "note": [1, 2]})
+    assert saved == dataclasses.replace(config, dtype="float32")
+    back, back_config = air.pretrained("m")
+    assert back_config == saved and shipped.card("m") == {"name": "m", "note": [1, 2]}
+    assert shipped.names() == ["m"]
+    for (key, value), (back_key, back_value) in zip(leaves(params), leaves(back)):
+        assert key == back_key and back_value.dtype == np.float32
+        np.testing.assert_array_equal(back_value, value.astype(np.float32))
+    images = np.random.default_rng(2).uniform(size=(3, 32, 32)).astype(np.float32)
+    assert air.infer(back, back_config, images)["count"].shape == (3,)
+
+
+def _one_line(error):
+    message = str(error.value)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+def test_unusable_model_files_fail_in_one_line(models):
+    config = air.preset("seed")
+    params = air.init_params(np.random.default_rng(1), config)
+    with pytest.raises(shipped.PretrainedError) as e:
+        air.pretrained("paper")
+    assert _one_line(e) == "no pretrained model 'paper' (shipped: none)"
+    with pytest.raises(shipped.PretrainedError, match="plain name"):
+        air.pretrained("../paper")
+
+    path = models / "good.npz"
+    shipped.save(path, params, config, {})
+    raw = path.read_bytes()
+    (models / "cut.npz").write_bytes(raw[: len(raw) // 2])
+    (models / "empty.npz").write_bytes(b"")
+    for name in ("cut", "empty"):
+        with pytest.raises(shipped.PretrainedError) as e:
+            air.pretrained(name)
+        assert "damaged or truncated" in _one_line(e) and f"{name}.npz" in str(e.value)
+
+    def rewrite(name, change):
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in f.files}
+        change(arrays)
+        np.savez(models / f"{name}.npz", **arrays)
+
+    def meta(arrays, **fields):
+        arrays["meta"] = np.array(json.dumps({**json.loads(str(arrays["meta"])), **fields}))
+
+    rewrite("future", lambda a: meta(a, format_version=99))
+    rewrite("alien", lambda a: meta(a, config={**json.loads(str(a["meta"]))["config"], "canvas_size": -3}))
+    rewrite("short", lambda a: a.pop("params/decoder/0/w"))
+    rewrite("narrow", lambda a: a.update({"params/decoder/0/w": a["params/decoder/0/w"][:, :5]}))
+    for name, expected in (("future", "model format 99"), ("alien", "does not fit this version"),
+                           ("short", "missing ['decoder/0/w']"), ("narrow", "parameter decoder/0/w has shape")):
+        with pytest.raises(shipped.PretrainedError) as e:
+            air.pretrained(name)
+        assert expected in _one_line(e), str(e.value)
+
+
+def test_export_writes_a_model_and_its_card(tiny_run, models, capsys):
+    assert cli.run(export.main, [str(tiny_run), "--name", "tiny", "--n-test", "60"]) == 0
+    params, config = air.pretrained("tiny")
+    card = shipped.card("tiny")
+    assert config.dtype == "float32" and card["seed"] == config.seed == 0
+    assert card["command"] == ("python -m experiments.train --preset seed --seed 0 --n-train 64 --n-val 32 "
+                               "--n-test 32 --object-encoder glimpse --n-epochs 2 --batch-size 16 --dtype float64")
+    assert card["test"]["own"]["n_test"] == card["test"]["pyro_scale"]["n_test"] == 60
+    assert card["test"]["pyro_scale"]["digit_size"] == "12-16"
+    # The card's figures are the shipped (float32) parameters' scores, re-measurable from the file alone.
+    from experiments.cli import load_data
+    from experiments.compare import score
+    family = dataclasses.replace(config, n_test=60, digit_size=(12, 16))
+    assert score(params, family, load_data(family, quiet=True).test)["count_acc"] == pytest.approx(
+        card["test"]["pyro_scale"]["count_acc"])
+    markdown = (models / "tiny.md").read_text()
+    assert card["command"] in markdown and "| pyro_scale | 12-16 px on 32 | 60 |" in markdown
+    assert "air/models" not in capsys.readouterr().err
+
+
+def test_export_refuses_bad_input(tiny_run, models, capsys):
+    for argv, message in (([str(tiny_run), "--name", "a b"], "--name: a plain name"),
+                          ([str(tiny_run.parent / "none"), "--name", "x"], "no checkpoint found")):
+        assert cli.run(export.main, argv) == 2
+        assert message in capsys.readouterr().err
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    (tiny_run / "metrics.json").write_text(json.dumps({**metrics, "status": "running"}))
+    assert cli.run(export.main, [str(tiny_run), "--name", "x"]) == 2
+    assert "not a finished run" in capsys.readouterr().err
+    assert shipped.names() == []
