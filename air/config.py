@@ -68,6 +68,9 @@ class Config:
     decoder_bias: float = option(-2.0, "initial output bias of the decoder: sigmoid(-2) ~ 0.12, a nearly dark window")
     where_log_scale_init: float = option(-0.7, "initial bias of log s: windows start at half the canvas (s = 0.5)")
     log_scale_range: tuple = option((-3.0, 1.5), "log s is clipped to this range before the transformer")
+    scale_bound: str = option("clip", "how the guide keeps log s's location in log_scale_range: clipped (no gradient "
+                                      "beyond the bounds), or squashed by a tanh centred in the range (near the "
+                                      "identity inside, a gradient everywhere)", choices=("clip", "tanh"))
     what_logvar_range: tuple = option((-8.0, 4.0), "z_what's log-variance is clipped to this range")
     composition: str = option("sum", "the scene from the step canvases: their sum (the paper), or their pixelwise "
                                      "maximum, as the seed's scenes paste digits", choices=("sum", "max"))

@@ -79,7 +79,7 @@ def _global_posterior(params, config, images, noise):
     features = mlp(params["encoder"], images.reshape(b, -1), final=relu)
     parts = _split_heads(dense(params["heads"], features).reshape(b, t, head_width(config)), config, axis=2)
     post = {"pres_logit": parts["pres_logit"].reshape(b, t),
-            "log_scale": np.clip(parts["log_scale"].reshape(b, t), *config.log_scale_range),
+            "log_scale": bounded_log_scale(parts["log_scale"].reshape(b, t), config),
             "shift": parts["shift"]}
     if config.object_encoder == "glimpse":
         # Glimpses at the posterior mean of z_where: this network infers every step's z_where at once.
@@ -117,7 +117,7 @@ def _sequential_posterior(params, config, images, noise):
         h, c = lstm_step(params["lstm"], np.concatenate([features, previous, h], axis=1), c)
         parts = _split_heads(dense(params["heads"], h), config, axis=1)
         out = {"pres_logit": parts["pres_logit"]}
-        log_scale, shift = np.clip(parts["log_scale"].reshape(b), *config.log_scale_range), parts["shift"]
+        log_scale, shift = bounded_log_scale(parts["log_scale"].reshape(b), config), parts["shift"]
         if config.z_where == "stochastic":  # the posterior's location and spread, for the KL
             out["where_location"] = np.concatenate([log_scale.reshape(b, 1), shift], axis=1)
             out["where_logsd"] = parts["where_logsd"]
@@ -162,6 +162,17 @@ def glimpse_posterior(params, config, images, log_scale, shift):
     glimpses = image_to_window(images, log_scale, shift, p)
     mean, logvar = np.split(mlp(params["glimpse_encoder"], glimpses.reshape(-1, p * p)), 2, axis=1)
     return mean, np.clip(logvar, *config.what_logvar_range)
+
+
+def bounded_log_scale(raw, config):
+    """The heads' log s kept in log_scale_range by config.scale_bound: clipped, or c + h tanh((raw - c) / h) with
+    c the range's centre and h its half-width, which is raw itself to within 1% of h while |raw - c| < h / 4
+    and whose gradient never vanishes, so a location pushed past a bound can come back."""
+    low, high = config.log_scale_range
+    if config.scale_bound == "clip":
+        return np.clip(raw, low, high)
+    centre, half = 0.5 * (low + high), 0.5 * (high - low)
+    return centre + half * np.tanh((raw - centre) / half)
 
 
 def sample_where(location, logsd, config, where_noise):

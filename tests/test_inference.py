@@ -179,3 +179,25 @@ def test_stochastic_where_gradient_matches_finite_differences(inference, estimat
 def test_seed_noise_stream_is_unchanged_by_the_new_switches():
     noise = air.sample_noise(np.random.default_rng(0), air.preset("seed"), 4)
     assert set(noise) == {"what", "gumbel"}
+
+
+def test_tanh_scale_bound_keeps_a_gradient_where_the_clip_has_none():
+    from air.guide import bounded_log_scale
+    clip = dataclasses.replace(air.preset("paper"))
+    tanh = dataclasses.replace(clip, scale_bound="tanh")
+    low, high = clip.log_scale_range
+    raw = np.linspace(low - 2.0, high + 2.0, 41)
+    squashed = bounded_log_scale(raw, tanh)
+    assert np.all((squashed > low) & (squashed < high)) and np.all(np.diff(squashed) > 0)
+    inside = np.abs(raw - (low + high) / 2) < (high - low) / 8  # near the centre: raw itself, to 1% of the range
+    assert inside.any() and np.all(np.abs(squashed[inside] - raw[inside]) < 0.01 * (high - low))
+    np.testing.assert_array_equal(bounded_log_scale(raw, clip), np.clip(raw, low, high))
+    beyond = float(low - 0.5)  # a location pushed past the lower bound: the clip's gradient is 0, the tanh's not
+    assert autograd.grad(lambda r: bounded_log_scale(r, clip))(beyond) == 0.0
+    assert autograd.grad(lambda r: bounded_log_scale(r, tanh))(beyond) > 1e-3
+    # The guide uses it: a recurrent paper-sized model's windows lie inside the range, not on its bounds.
+    config = dataclasses.replace(tanh, canvas_size=20, window_size=8, rnn_hidden=8, encoder_hidden=(6,),
+                                 glimpse_hidden=5, decoder_hidden=5, what_dim=3, where_log_scale_init=low - 1.0)
+    params = air.init_params(np.random.default_rng(0), config)
+    post = guide(params, config, np.random.default_rng(1).random((4, 20, 20)).astype(np.float32))
+    assert np.all(post["log_scale"] > low) and np.all(post["where_location"][..., 0] > low)

@@ -65,6 +65,7 @@ def test_best_epoch_parameters_are_restored(tiny_config, mnist, tmp_path):
     (6, {"pres_estimator": "reinforce", "signal_norm": "running"}),  # and NVIL's running signal statistics
     (6, {"pres_estimator": "reinforce", "signal_norm": "center", "pres_floor": 0.05}),
     (6, {"param_average": 0.9}),  # the running average of the parameters is resumed too
+    (6, {"inference": "recurrent", "rnn_hidden": 16, "z_where": "stochastic", "scale_bound": "tanh"}),
 ])
 def test_interrupted_and_resumed_run_is_bit_identical(tiny_config, mnist, tmp_path, stop_at, changes):
     tiny_config = dataclasses.replace(tiny_config, **changes)
