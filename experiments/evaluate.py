@@ -1,4 +1,4 @@
-"""Score a trained run on held-out test scenes: python -m experiments.evaluate RUN
+"""Score a trained run on held-out test scenes: python -m experiments.evaluate RUN (or --pretrained NAME)
 
 Prints count accuracy, per-count accuracy, the confusion matrix, reconstruction MSE and the IoU of the
 attention windows with the ground-truth digit boxes; --json prints the same as JSON.
@@ -16,19 +16,17 @@ from experiments.cli import Parser, UsageError, load_data, run
 
 def main(argv=None):
     parser = Parser(prog="python -m experiments.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("run", help="run folder (or its checkpoint.npz)")
+    parser.add_argument("run", nargs="?", help="run folder (or its checkpoint.npz)")
+    parser.add_argument("--pretrained", default=None, metavar="NAME",
+                        help="score a model shipped with air instead of a run (seed, best or paper)")
     parser.add_argument("--split", choices=["test", "val"], default="test", help="scenes to score (default: test)")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.add_argument("--quiet", action="store_true", help="do not print the data source")
     add_family_flags(parser)
     args = parser.parse_args(argv)
 
-    from air.checkpoint import CheckpointError, load_checkpoint
     from air.metrics import evaluate
-    try:
-        params, config = load_checkpoint(args.run)
-    except CheckpointError as e:
-        raise UsageError(f"RUN: {e}") from None
+    params, config = load_model(args)
     config = scene_family(config, args)
     datasets = load_data(config, quiet=args.quiet or args.json)
     scenes = getattr(datasets, args.split)
@@ -45,6 +43,20 @@ def main(argv=None):
     for i, row in enumerate(scores["confusion"]):
         print(f"  {i}: " + " ".join(f"{v:5d}" for v in row))
     return 0
+
+
+def load_model(args):
+    """(params, config) of args.run or of the shipped model args.pretrained (exactly one of them given)."""
+    from air.checkpoint import CheckpointError, load_checkpoint
+    from air.shipped import PretrainedError, pretrained
+    if (args.run is None) == (args.pretrained is None):
+        raise UsageError("give a RUN folder or --pretrained NAME (one of them)")
+    try:
+        return pretrained(args.pretrained) if args.pretrained else load_checkpoint(args.run)
+    except PretrainedError as e:
+        raise UsageError(f"--pretrained: {e}") from None
+    except CheckpointError as e:
+        raise UsageError(f"RUN: {e}") from None
 
 
 def add_family_flags(parser):

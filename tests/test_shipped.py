@@ -120,3 +120,24 @@ def test_export_refuses_bad_input(tiny_run, models, capsys):
     assert cli.run(export.main, [str(tiny_run), "--name", "x"]) == 2
     assert "not a finished run" in capsys.readouterr().err
     assert shipped.names() == []
+
+
+def test_evaluate_and_visualize_take_a_shipped_model(tiny_run, models, tmp_path, capsys):
+    from experiments import evaluate, visualize
+    assert cli.run(export.main, [str(tiny_run), "--name", "tiny", "--n-test", "40"]) == 0
+    capsys.readouterr()
+    assert cli.run(evaluate.main, ["--pretrained", "tiny", "--json", "--n-test", "40"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["count_acc"] == pytest.approx(shipped.card("tiny")["test"]["own"]["count_acc"])
+    out = tmp_path / "figures"
+    assert cli.run(visualize.main, ["--pretrained", "tiny", "--out", str(out), "--quiet"]) == 0
+    assert sorted(p.stem for p in out.glob("*.png")) == ["attention", "count_confusion", "patches",
+                                                         "reconstructions", "training_scenes"]
+    for argv, message in (([], "give a RUN folder or --pretrained NAME"),
+                          ([str(tiny_run), "--pretrained", "tiny"], "give a RUN folder or --pretrained NAME"),
+                          (["--pretrained", "nope"], "--pretrained: no pretrained model 'nope' (shipped: tiny)")):
+        for main in (evaluate.main, visualize.main):
+            assert cli.run(main, argv) == 2
+            assert message in capsys.readouterr().err
+    assert cli.run(visualize.main, [str(tiny_run), "--out", str(out)]) == 2
+    assert "--out is for --pretrained" in capsys.readouterr().err
