@@ -48,6 +48,9 @@ def run(main, argv=None):
     except (UsageError, ConfigError, DataError, CheckpointError) as e:
         print(f"{main.__module__.replace('__main__', 'air')}: error: {_message(e)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail again
+        return 141
 
 
 def _message(error):

@@ -17,7 +17,7 @@ import numpy as np
 
 from experiments.cli import Parser, UsageError, load_data, run
 
-FIELDS = ("run", "family", "digit_size", "n_test", "count_acc", "stderr", "acc_0", "acc_1", "acc_2", "merged_two",
+FIELDS = ("run", "family", "split", "digit_size", "n_test", "count_acc", "stderr", "acc_0", "acc_1", "acc_2", "merged_two",
           "split_two", "box_iou", "train_minutes")
 
 
@@ -64,6 +64,9 @@ def main(argv=None):
     parser.add_argument("--family", action="append", default=[], metavar="LABEL=LOW,HIGH",
                         help="another family of test scenes, digit sides LOW-HIGH px on 32 px (repeatable)")
     parser.add_argument("--n-test", type=int, default=5000, help="scenes a family (default 5000)")
+    parser.add_argument("--split", choices=["test", "val"], default="test",
+                        help="score held-out test scenes (default) or validation scenes, to choose among runs "
+                             "without looking at the test digits")
     parser.add_argument("--out", default="runs/compare", help="folder for compare.csv and compare.png")
     args = parser.parse_args(argv)
     labels = args.label.split(",") if args.label else [Path(r).name for r in args.runs]
@@ -81,8 +84,10 @@ def main(argv=None):
         except CheckpointError as e:
             raise UsageError(f"RUN: {e}") from None
         for family, sizes in families:
-            family_config = dataclasses.replace(config, n_test=args.n_test, **({"digit_size": sizes} if sizes else {}))
-            row = {"run": label, "family": family, **score(params, family_config, load_data(family_config, True).test),
+            count = {"n_val": args.n_test} if args.split == "val" else {"n_test": args.n_test}
+            family_config = dataclasses.replace(config, **count, **({"digit_size": sizes} if sizes else {}))
+            scenes = getattr(load_data(family_config, True), args.split)
+            row = {"run": label, "family": family, "split": args.split, **score(params, family_config, scenes),
                    "train_minutes": train_minutes(path)}
             rows.append(row)
             print(f"{label:>24s}  {family:>8s}  count acc {row['count_acc']:.4f} +- {row['stderr']:.4f}  "
@@ -111,7 +116,7 @@ def _plot(rows, families, labels, path):
     ax.axhline(0.985, color="k", lw=0.8, ls="--", label="0.985")
     ax.set_xticks(np.arange(len(labels)))
     ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("test count accuracy")
+    ax.set_ylabel(f"{'validation' if rows[0].get('split') == 'val' else 'test'} count accuracy")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, title="scene family", title_fontsize=8)
     fig.tight_layout()

@@ -458,6 +458,12 @@ def test_compare_scores_each_run_on_each_family(tmp_path, mnist_dir, monkeypatch
     assert float(rows[1]["merged_two"]) == pytest.approx(two[1] / two.sum(), abs=1e-4)
     assert float(rows[1]["split_two"]) == pytest.approx(two[3:].sum() / two.sum(), abs=1e-4)
     assert (out / "compare.png").stat().st_size > 1000
+    assert cli.run(compare.main, [*argv, "--split", "val", "--out", str(out)]) == 0
+    with open(out / "compare.csv") as f:
+        val = list(csv.DictReader(f))
+    scenes = air_train.build_datasets(dataclasses.replace(config, n_val=80), data.load_mnist()).val
+    assert val[0]["split"] == "val" and rows[0]["split"] == "test"
+    assert float(val[0]["count_acc"]) == pytest.approx(score(params, config, scenes)["count_acc"], abs=1e-4)
     for bad, message in ((["--family", "pyro"], "LABEL=LOW,HIGH"), (["--family", "own=8,10"], "other than 'own'"),
                          (["--label", "a"], "1 names for 2 runs")):
         assert cli.run(compare.main, [*argv, *bad, "--out", str(out)]) == 2
@@ -479,3 +485,13 @@ def test_time_to_accuracy_writes_its_curve(tmp_path, mnist_dir, monkeypatch, cap
     metrics = json.loads((out / "metrics.json").read_text())
     assert [float(r["val_count_acc"]) for r in rows] == [h["val_count_acc"] for h in metrics["history"]]
     assert (out / "curve.png").stat().st_size > 1000
+
+
+def test_a_closed_pipe_ends_a_command_quietly():
+    # `python -m experiments.compare ... | head -1`: the reader leaves early; no traceback, status 141 (SIGPIPE).
+    script = ("import sys\nfrom experiments import cli\n"
+              "def main(argv):\n    for i in range(200000):\n        print(i)\n    return 0\n"
+              "sys.exit(cli.run(main))\n")
+    shell = f"{sys.executable} -c '{script}' | head -1; exit ${{PIPESTATUS[0]}}"
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert done.stdout == "0\n" and done.stderr == "" and done.returncode == 141
