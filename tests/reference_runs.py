@@ -34,13 +34,17 @@ def _variant(name, **changes):
 # whole; `best` for its first two epochs with its own schedule (interrupted, so the schedule is the full run's);
 # the others are small variants that reach every estimator, network and switch the refactor touches.
 _SMALL = dict(n_train=320, n_val=64, n_test=64, n_epochs=2)
+# The paper preset as the references were written (before its counting retune): pinned, so that retuning the
+# preset does not move the reference run.
+_PAPER_AS_RECORDED = dict(likelihood_sd=0.3, log_scale_range=(-1.0, -0.5), where_prior_mean=(-0.8, 0.0, 0.0),
+                          where_log_scale_init=-0.8, scale_bound="clip")
 
 
 def runs():
     return {
         "seed": (air.preset("seed"), None),
         "best_first_epochs": (air.preset("best"), 2 * air_train.steps_per_epoch(air.preset("best"))),
-        "paper_small": (_variant("paper", **dict(_SMALL, n_train=640)), None),
+        "paper_small": (_variant("paper", **dict(_SMALL, n_train=640), **_PAPER_AS_RECORDED), None),
         "global_enumerate_stochastic_where": (_variant("seed", pres_estimator="enumerate", z_where="stochastic",
                                                        count_prior="geometric", **_SMALL), None),
         "global_reinforce_glimpse": (_variant("seed", pres_estimator="reinforce", object_encoder="glimpse",
