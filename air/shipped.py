@@ -5,6 +5,7 @@ their running average where the preset averages; no optimiser state), the run's 
 command that trained it, seed, commit, data, test scores on its own and on Pyro-scale scenes, wall time), also
 written beside it as NAME.md for reading. `python -m experiments.export RUN --name NAME` writes both.
 """
+import dataclasses
 import json
 import zipfile
 import zlib
@@ -77,7 +78,6 @@ def card(name):
 
 def save(path, params, config, card):
     """Write a model file: params cast to float32 (config.dtype set to match), the config and the card."""
-    import dataclasses
     config = dataclasses.replace(config, dtype="float32")
     arrays = {f"params/{k}": np.asarray(v, dtype=np.float32) for k, v in leaves(params)}
     meta = {"format_version": FORMAT_VERSION, "config": json.loads(config.to_json()), "card": card}

@@ -117,7 +117,7 @@ def add_config_flags(parser):
             comment += f" [{' | '.join(CHOICES[field.name])}]"
         kwargs = {"choices": CHOICES[field.name]} if field.name in CHOICES else {}
         group.add_argument(flag, dest=field.name, type=_parse_value(field), default=argparse.SUPPRESS,
-                           metavar=field.name.upper(), help=f"{comment} (seed preset: {_show(field.default)})",
+                           metavar=field.name.upper(), help=f"{comment} (seed preset: {flag_text(field.default)})",
                            **kwargs)
 
 
@@ -128,7 +128,8 @@ def config_from_args(args):
     return dataclasses.replace(base, **given), given
 
 
-def _show(value):
+def flag_text(value):
+    """A Config value as its flag takes it: tuples comma-separated."""
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 

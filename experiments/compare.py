@@ -49,10 +49,10 @@ def score(params, config, scenes):
 
 def train_minutes(path):
     """The run's training wall time in minutes from its metrics.json, or '' if it has none."""
-    folder = Path(path).parent if str(path).endswith(".npz") else Path(path)
+    from air.checkpoint import checkpoint_path
     try:
-        seconds = json.loads((folder / "metrics.json").read_text())["wall_s"]
-    except (OSError, ValueError, KeyError):
+        seconds = json.loads((checkpoint_path(path).parent / "metrics.json").read_text())["wall_s"]
+    except (OSError, ValueError, KeyError):  # checkpoint_path has already found the run (main loaded it)
         return ""
     return round(seconds / 60, 1)
 

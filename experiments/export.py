@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments.cli import Parser, UsageError, _show, load_data, run
+from experiments.cli import Parser, UsageError, flag_text, load_data, run
 
 PYRO_SCALE = (12, 16)  # digit sides on a 32-px canvas: 19-25 px on 50 px, Pyro's multi-MNIST frames
 
@@ -22,7 +22,7 @@ def train_command(config):
     from air.config import PRESETS
     fields = [f.name for f in dataclasses.fields(config) if f.name != "seed"]
     name = min(PRESETS, key=lambda p: sum(getattr(PRESETS[p], f) != getattr(config, f) for f in fields))
-    flags = [f"--{f.replace('_', '-')} {_show(getattr(config, f))}" for f in fields
+    flags = [f"--{f.replace('_', '-')} {flag_text(getattr(config, f))}" for f in fields
              if getattr(config, f) != getattr(PRESETS[name], f)]
     return " ".join(["python -m experiments.train --preset", name, "--seed", str(config.seed), *flags])
 
