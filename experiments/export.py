@@ -51,13 +51,17 @@ def model_card(name, folder, params, config, n_test, trained=None):
         s = score(params, family_config, load_data(family_config, quiet=True).test)
         scores[family] = {k: s[k] for k in ("digit_size", "n_test", "count_acc", "stderr", "merged_two", "box_iou")}
     return {"name": name, "command": train_command(trained or config), "seed": config.seed, "commit": commit(),
+            "canvas_size": config.canvas_size, "max_digits": config.max_digits, "overlap": config.overlap,
             "data": metrics.get("data_source", ""), "wall_minutes": round(metrics["wall_s"] / 60, 1),
             "steps": metrics.get("n_steps"), "run_test_count_acc": metrics["test_count_acc"], "test": scores,
             "environment": metrics.get("environment", {})}
 
 
 def card_markdown(card):
-    rows = [f"| {family} | {s['digit_size']} px on 32 | {s['n_test']} | {s['count_acc']:.4f} +- {s['stderr']:.4f} | "
+    def sides(digit_size):  # digit sides are given on 32 px; the card states them on the model's canvas
+        canvas = card["canvas_size"]
+        return "-".join(f"{float(v) * canvas / 32:.0f}" for v in digit_size.split("-")) + f" px on {canvas}"
+    rows = [f"| {family} | {sides(s['digit_size'])} | {s['n_test']} | {s['count_acc']:.4f} +- {s['stderr']:.4f} | "
             f"{s['merged_two']:.3f} | {s['box_iou']:.3f} |" for family, s in card["test"].items()]
     return "\n".join([
         f"# Model card: `{card['name']}`", "",
@@ -66,7 +70,8 @@ def card_markdown(card):
         f"- seed {card['seed']}, {card['steps']:,} steps, {card['wall_minutes']} minutes of training",
         f"- data: {card['data']}",
         f"- exported at commit {card['commit']}", "",
-        "Test scenes are drawn from MNIST test digits the model never saw (scored at export):", "",
+        f"Test scenes are {card['canvas_size']}x{card['canvas_size']} with 0-{card['max_digits']} digits "
+        f"(ink overlap {card['overlap']}), drawn from MNIST test digits the model never saw; scored at export:", "",
         "| scenes | digit sides | scenes scored | count accuracy | two-digit scenes merged | box IoU |",
         "| --- | --- | --- | --- | --- | --- |", *rows, ""])
 
