@@ -141,3 +141,22 @@ def test_evaluate_and_visualize_take_a_shipped_model(tiny_run, models, tmp_path,
             assert message in capsys.readouterr().err
     assert cli.run(visualize.main, [str(tiny_run), "--out", str(out)]) == 2
     assert "--out is for --pretrained" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["seed", "best", "paper"])
+def test_each_shipped_model_is_its_preset_and_scores_as_its_card_says(name):
+    """The shipped file loads, holds its preset as it ships now, and re-scores on 400 fresh test scenes a family
+    within four standard errors of its card (5,000 scenes a family at export)."""
+    from experiments.cli import load_data
+    from experiments.compare import score
+    assert name in shipped.names()
+    params, config = air.pretrained(name)
+    card = shipped.card(name)
+    assert config == dataclasses.replace(air.preset(name), seed=card["seed"], dtype="float32")
+    assert card["command"] == f"python -m experiments.train --preset {name} --seed {card['seed']}"
+    n = 400
+    for family, changes in (("own", {}), ("pyro_scale", {"digit_size": export.PYRO_SCALE})):
+        scenes = dataclasses.replace(config, n_test=n, eval_seed=config.eval_seed + 1, **changes)
+        acc = score(params, scenes, load_data(scenes, quiet=True).test)["count_acc"]
+        expected = card["test"][family]["count_acc"]
+        assert abs(acc - expected) <= 4 * np.sqrt(expected * (1 - expected) / n) + 1 / n, (family, acc, expected)
