@@ -2,7 +2,7 @@
 
 The notebooks are kept as source here so that a change to them is a readable diff; --execute runs each one
 with nbclient and stores its outputs (tests/test_notebooks.py runs them on a tiny configuration). NAMEs
-(01_walkthrough, ...) pick notebooks; by default all three are written. Every notebook imports from air/ and
+(01_walkthrough, ...) pick notebooks; by default all are written. Every notebook imports from air/ and
 experiments/ and never redefines model code, and removes the temporary folders it makes.
 
 --execute writes only outputs the committed notebooks may show: it refuses the tests' tiny mode, and it
@@ -45,8 +45,29 @@ WALKTHROUGH = [
 Attend, Infer, Repeat explains a scene as a short list of objects. For each step t it infers whether there
 is another object (`z_pres`), where it is (`z_where` = log-scale and shift of an attention window) and what
 it looks like (`z_what`); a decoder draws each object in a small window and a spatial transformer pastes it
-onto the canvas. This notebook walks through the pieces in `air/` on the seed's 32x32 Multi-MNIST task."""),
+onto the canvas. This notebook opens with the trained `paper` model that ships in the package, then walks
+through the pieces in `air/` on the seed's 32x32 Multi-MNIST task."""),
     new_code_cell(SETUP),
+    new_markdown_cell("""## A trained model, before anything is trained
+
+`air.pretrained("paper")` loads the `paper` preset's trained parameters and config from the package (no
+network, no training); `air.shipped.card` holds how it was trained and what it scored at export. Here it reads
+50x50 test scenes drawn from MNIST test digits: every step's window (solid while the step is present), the
+true and inferred count, and each step's share of the reconstruction."""),
+    new_code_cell('''from air import shipped
+from air.data import digit_pools, load_mnist
+from air.train import training_scenes
+from air.viz import attention_figure, reconstruction_figure
+trained, trained_config = air.pretrained("paper")
+card = shipped.card("paper")
+print(f"paper: trained by `{card['command']}` in {card['wall_minutes']} min; test count accuracy at export "
+      f"{card['test']['own']['count_acc']:.3f} (own scenes), {card['test']['pyro_scale']['count_acc']:.3f} (Pyro scale)")
+test_digits = digit_pools(load_mnist())["test"]
+test = training_scenes(trained_config, np.random.default_rng(0), test_digits, 500, every_count=True)
+found = air.infer(trained, trained_config, test.images)
+print(f"here, on 500 new test scenes: count accuracy {np.mean(found['count'] == test.counts):.3f}")
+attention_figure(trained, trained_config, test, per_count=4, title="The shipped paper model on test scenes")'''),
+    new_code_cell("reconstruction_figure(trained, trained_config, test, per_count=1)"),
     new_markdown_cell("""## Data
 
 `air.data.load_mnist` reads the full MNIST that ships with the package (or the folder `AIR_MNIST_DIR` names),
@@ -256,7 +277,150 @@ fig.suptitle(source, fontsize=9, color="#a50f15" if TINY else "black")
 fig.tight_layout();'''),
 ]
 
-NOTEBOOKS = {"01_walkthrough": WALKTHROUGH, "02_gradients": GRADIENTS, "03_ablations": ABLATIONS}
+LATENTS = [
+    new_markdown_cell("""# 05 · Latents: move one object and watch the scene re-render
+
+AIR's scene representation is a list of objects, each a `z_where` (log-scale, horizontal and vertical shift
+of its attention window) and a `z_what` (what the decoder draws in the window). Because the decoder and the
+spatial transformer are the model's own generative half, any edit of one object's latents is a new scene.
+This notebook takes a test scene, reads it with the shipped `paper` model, and re-renders it as one
+object's latents move: on a static grid (which is what the notebook stores), and with sliders where a kernel
+runs and `ipywidgets` is installed (`pip install -e '.[notebooks]'`)."""),
+    new_code_cell(SETUP),
+    new_markdown_cell("""## A scene and its objects
+
+`air.infer` gives each step's `z_where` and `z_what` (posterior means) and its presence. We keep a two-digit
+test scene the model counts right; object 0 is the one we move."""),
+    new_code_cell('''from air.data import digit_pools, load_mnist
+from air.generative import compose, render
+from air.train import training_scenes
+from air.transformer import window_boxes
+from air.viz import draw_step_boxes
+params, config = air.pretrained("paper")
+test = training_scenes(config, np.random.default_rng(0), digit_pools(load_mnist())["test"], 300, every_count=True)
+out = air.infer(params, config, test.images)
+right = out["count"] == test.counts
+two = np.flatnonzero(right & (test.counts == 2))
+scene = int(two[0]) if len(two) else int(np.argmax(out["count"]))  # (the tests' synthetic digits may have none)
+z_what, z_where = out["z_what"][scene], out["z_where"][scene]
+gates = out["z_pres"][scene].astype(config.dtype)
+gates[0] = 1.0
+print(f"scene {scene}: {test.counts[scene]} digits {test.labels[scene][:test.counts[scene]]}, "
+      f"counted {out['count'][scene]}")
+for t in range(config.max_steps):
+    print(f"step {t}: present {bool(out['z_pres'][scene, t])}, log s {z_where[t, 0]:+.2f}, "
+          f"shift ({z_where[t, 1]:+.2f}, {z_where[t, 2]:+.2f}), |z_what| {np.linalg.norm(z_what[t]):.1f}")'''),
+    new_markdown_cell("""`edited` renders the scene with object 0's latents replaced: the decoder draws every object's window
+from its `z_what`, the transformer places it by its `z_where`, and the present objects' canvases are summed,
+exactly as in the model's likelihood. `show` draws a scene with object 0's window."""),
+    new_code_cell('''def edited(what=None, where=None):
+    """The scene with object 0's z_what and / or z_where replaced, and object 0's window box."""
+    whats, wheres = z_what.copy(), z_where.copy()
+    if what is not None:
+        whats[0] = what
+    if where is not None:
+        wheres[0] = where
+    _, canvases = render(params, config, whats[None], wheres[None, :, 0], wheres[None, :, 1:])
+    box = window_boxes(wheres[0, 0], wheres[0, 1:], config.canvas_size, config.window_size)
+    return np.clip(compose(gates[None], canvases, config.composition)[0], 0, 1), box
+
+
+def show(ax, picture, box=None, title=""):
+    ax.imshow(picture, cmap="gray", vmin=0, vmax=1)
+    if box is not None:
+        draw_step_boxes(ax, np.asarray(box)[None], np.ones(1), linewidth=1.0)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")'''),
+    new_markdown_cell("""## Where: shift and scale
+
+Each row moves one coordinate of object 0's `z_where` and keeps everything else. The log-scale row spans
+the preset's bound on it (windows of 12-20 px); the shifts span most of the canvas."""),
+    new_code_cell('''lo, hi = config.log_scale_range
+moves = {"shift x": (1, np.linspace(-0.6, 0.6, 7)), "shift y": (2, np.linspace(-0.6, 0.6, 7)),
+         "log scale": (0, np.linspace(lo, hi, 7))}
+fig, axes = plt.subplots(len(moves) + 1, 7, figsize=(10.5, 1.6 * (len(moves) + 1)))
+show(axes[0, 0], test.images[scene], title="input")
+show(axes[0, 1], edited()[0], edited()[1], title="as inferred")
+for ax in axes[0, 2:]:
+    ax.axis("off")
+for row, (name, (k, values)) in zip(axes[1:], moves.items()):
+    for ax, value in zip(row, values):
+        where = z_where[0].copy()
+        where[k] = value
+        show(ax, *edited(where=where), title=f"{name} {value:+.2f}")
+fig.tight_layout()'''),
+    new_markdown_cell("""## What: another digit in the same place
+
+Object 0's `z_what` replaced by the `z_what` the model inferred for a one-digit test scene of each class:
+the window stays where it is, and the decoder draws that scene's digit in it."""),
+    new_code_cell('''ones = np.flatnonzero(right & (test.counts == 1))
+donors = {}
+for i in ones:
+    donors.setdefault(int(test.labels[i, 0]), int(i))
+fig, axes = plt.subplots(1, 10, figsize=(12, 1.6))
+for digit, ax in enumerate(axes):
+    if digit in donors:
+        show(ax, *edited(what=out["z_what"][donors[digit], 0]), title=f"a {digit}'s z_what")
+    else:
+        ax.axis("off")
+fig.tight_layout()'''),
+    new_markdown_cell("""## What: from one digit to another
+
+On the straight line from object 0's `z_what` to another digit's, the decoder's drawing changes smoothly:
+each row walks it to the `z_what` of a different class."""),
+    new_code_cell('''targets = [d for d in sorted(donors) if d != test.labels[scene, 0]][:3]
+fig, axes = plt.subplots(max(len(targets), 1), 7, figsize=(10.5, 1.6 * max(len(targets), 1)), squeeze=False)
+for row, digit in zip(axes, targets):
+    other = out["z_what"][donors[digit], 0]
+    for ax, a in zip(row, np.linspace(0, 1, 7)):
+        show(ax, *edited(what=(1 - a) * z_what[0] + a * other), title=f"to a {digit}: {a:.2f}")
+fig.tight_layout()'''),
+    new_markdown_cell("""## What: the principal directions of z_what
+
+`z_what` has 50 dimensions. Its principal directions over the present objects of 300 test scenes are the
+ones along which the inferred digits vary most; row k moves object 0 along direction k by -3 to +3 standard
+deviations. No one direction carries much (the share of variance is printed): the decoder spreads a digit's
+identity over many, which is why the line between two digits above changes more than any row here."""),
+    new_code_cell('''present = out["z_what"][out["z_pres"] == 1]
+if len(present) < 3:  # (the tests' synthetic digits may give too few objects)
+    present = out["z_what"].reshape(-1, config.what_dim)
+centre = present.mean(axis=0)
+_, singular, directions = np.linalg.svd(present - centre, full_matrices=False)
+spread = singular / np.sqrt(len(present))
+share = spread ** 2 / np.sum(spread ** 2)
+print("variance share of the first five directions:", np.round(share[:5], 3))
+fig, axes = plt.subplots(3, 7, figsize=(10.5, 4.8))
+for k, row in enumerate(axes):
+    for ax, a in zip(row, np.linspace(-3, 3, 7)):
+        show(ax, *edited(what=z_what[0] + a * spread[k] * directions[k]), title=f"direction {k + 1}: {a:+.0f} sd")
+fig.tight_layout()'''),
+    new_markdown_cell("""## Sliders
+
+Where a kernel runs and `ipywidgets` is installed, these sliders move object 0's `z_where` and its first
+three principal directions of `z_what`, and the scene re-renders as they move."""),
+    new_code_cell('''try:
+    import ipywidgets as widgets
+except ImportError:
+    widgets = None
+    print("ipywidgets is not installed (pip install -e '.[notebooks]'); the grids above show the same moves.")
+
+
+def slide(log_scale, shift_x, shift_y, direction_1, direction_2, direction_3):
+    what = z_what[0] + np.array([direction_1, direction_2, direction_3]) * spread[:3] @ directions[:3]
+    fig = plt.figure(figsize=(3.5, 3.5))
+    show(fig.add_subplot(), *edited(what, np.array([log_scale, shift_x, shift_y], dtype=config.dtype)))
+    plt.show()
+
+
+if widgets is not None:
+    slider = lambda value, low, high: widgets.FloatSlider(value=float(value), min=low, max=high, step=0.02)
+    widgets.interact(slide, log_scale=slider(z_where[0, 0], lo, hi), shift_x=slider(z_where[0, 1], -1, 1),
+                     shift_y=slider(z_where[0, 2], -1, 1), direction_1=slider(0, -3, 3),
+                     direction_2=slider(0, -3, 3), direction_3=slider(0, -3, 3))'''),
+]
+
+NOTEBOOKS = {"01_walkthrough": WALKTHROUGH, "02_gradients": GRADIENTS, "03_ablations": ABLATIONS,
+             "05_latents": LATENTS}
 
 
 class Refused(Exception):

@@ -67,8 +67,8 @@ def shows_image(cell):
     return any("image/png" in o.get("data", {}) for o in cell.outputs)
 
 
-def test_the_three_notebooks_exist():
-    assert [p.stem for p in NOTEBOOKS] == ["01_walkthrough", "02_gradients", "03_ablations"]
+def test_the_notebooks_exist():
+    assert [p.stem for p in NOTEBOOKS] == ["01_walkthrough", "02_gradients", "03_ablations", "05_latents"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
