@@ -245,6 +245,16 @@ def run_experiment(params, config, tasks, readouts, budgets, seeds, passes, max_
     return rows
 
 
+def read_rows(path):
+    """The rows of a downstream.csv, with numbers as numbers (FileNotFoundError naming it if it is missing)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no downstream results (python -m experiments.downstream writes them)")
+    kinds = {"labelled": int, "seed": int, "test_acc": float, "n_test": int, "steps": int, "seconds": float}
+    with open(path, newline="") as f:
+        return [{k: kinds.get(k, str)(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
 def summary(rows):
     """(task, readout, budget) -> (mean, sd, n) of test accuracy over seeds, in the rows' order."""
     groups = {}
@@ -289,7 +299,8 @@ def main(argv=None):
         writer.writeheader()
         writer.writerows(rows)
     source = f"the shipped {args.pretrained!r} model" if args.pretrained else args.run
-    plot(rows, out / "downstream.png", f"Readouts of {source}: test accuracy against labelled scenes")
+    fig = figure(rows, f"Readouts of {source}: test accuracy against labelled scenes")
+    fig.savefig(out / "downstream.png", dpi=100)
     print(f"\ntest accuracy, mean +- sd over {plural(len(seeds), 'seed')} ({args.n_test:,} test scenes a task)")
     for (task, readout, budget), (mean, sd, _) in summary(rows).items():
         print(f"  {task:5s}  {LABELS[readout]:30s}  {budget:6d} labelled  {mean:.3f} +- {sd:.3f}")
@@ -316,8 +327,9 @@ def _names(text, flag, known):
     return list(dict.fromkeys(names))
 
 
-def plot(rows, path, title):
-    """Test accuracy (mean over seeds, each seed a dot) against labelled scenes, a panel per task."""
+def figure(rows, title):
+    """A matplotlib Figure: test accuracy (mean over seeds, each seed a dot) against labelled scenes, a panel
+    per task, one line per readout."""
     from matplotlib.figure import Figure
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     readouts = list(dict.fromkeys(r["features"] for r in rows))
@@ -342,7 +354,7 @@ def plot(rows, path, title):
             ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    return fig
 
 
 if __name__ == "__main__":

@@ -159,3 +159,17 @@ def test_bad_input_is_one_line_and_status_2(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_the_csv_reads_back_and_draws(tiny_run, tmp_path):
+    out = tmp_path / "out"
+    argv = ["--run", str(tiny_run), "--budgets", "10", "--seeds", "0", "--tasks", "digit", "--features", "air,pixels",
+            "--n-test", "20", "--max-steps", "2", "--out", str(out)]
+    assert cli.run(downstream.main, argv) == 0
+    rows = downstream.read_rows(out / "downstream.csv")
+    assert [(r["task"], r["features"], r["labelled"], r["seed"]) for r in rows] == [("digit", "air", 10, 0),
+                                                                                  ("digit", "pixels", 10, 0)]
+    assert set(downstream.summary(rows)) == {("digit", "air", 10), ("digit", "pixels", 10)}
+    assert len(downstream.figure(rows, "t").axes) == 1
+    with pytest.raises(FileNotFoundError, match="no downstream results"):
+        downstream.read_rows(tmp_path / "none.csv")
