@@ -25,7 +25,7 @@ from autograd.tracer import getval
 
 from air.generative import (compose, gated_scene, negative_log_likelihood, prefix_scenes, prior_count_probs,
                             step_canvases)
-from air.guide import count_log_probs, presence_prob, where_kl
+from air.guide import count_log_probs, presence_prob, what_kl_twice, where_kl
 from air.nn import he_normal, mlp, small_normal
 
 
@@ -60,7 +60,7 @@ def _relaxed_terms(params, post, images, noise, config, prior, temperature, stat
     step as the seed states it (or its reverse, config.pres_kl)."""
     error = gated_scene(params, config, post, relaxed_gates(post["pres_logit"], noise, temperature)) - images
     mean, logvar, logit = post["what_mean"], post["what_logvar"], post["pres_logit"]
-    kl_what = 0.5 * np.sum(mean * mean + np.exp(logvar) - logvar - 1.0)
+    kl_what = 0.5 * np.sum(what_kl_twice(mean, logvar))
     softplus = np.logaddexp(0.0, logit)  # -log(1 - q), with q = sigmoid(logit)
     if config.pres_kl == "forward":
         # KL(Bern(q) || Bern(p)) = q log(q / p) + (1 - q) log((1 - q) / (1 - p)). Since log(1 - q) = -softplus(logit)
@@ -115,7 +115,7 @@ def _count_kl_terms(post, config, prior):
     log_q_count, log_present = count_log_probs(post["pres_logit"], config.pres_floor)
     q_count = np.exp(log_q_count)
     log_p_count = numpy.log(prior_count_probs(prior)).astype(config.dtype)
-    kl_what_steps = np.sum(mean * mean + np.exp(logvar) - logvar - 1.0, axis=2)  # (B, T), twice the KL
+    kl_what_steps = np.sum(what_kl_twice(mean, logvar), axis=2)  # (B, T), twice the KL
     present = np.exp(log_present)
     terms = {"kl_what": 0.5 * np.sum(present * kl_what_steps),
              "kl_pres": np.sum(q_count * (log_q_count - log_p_count))}

@@ -192,6 +192,12 @@ def where_kl(location, logsd, config):
     return np.sum(kl, axis=-1)
 
 
+def what_kl_twice(mean, logvar):
+    """Twice KL(N(mean, exp(logvar)) || N(0, 1)) of z_what, per coordinate: (..., D) -> (..., D). Sum it over
+    what is wanted and halve once (the estimators and experiments.merges do)."""
+    return mean * mean + np.exp(logvar) - logvar - 1.0
+
+
 def count_log_probs(pres_logit, floor=0.0):
     """The posterior over the count implied by per-step presence logits (B, T) with cumulative gating:
 

@@ -537,15 +537,20 @@ def write_figures(run_dir, datasets=None):
         from air.data import load_mnist
         from air.train import build_datasets
         datasets = build_datasets(config, load_mnist())
-    paths = figure_paths(run)
-    paths["attention"].parent.mkdir(exist_ok=True)
+    return save_figures(figure_paths(run)["attention"].parent, params, config, datasets, metrics)
+
+
+def save_figures(folder, params, config, datasets, metrics=None):
+    """Draw the figures of draw_figures into folder/<name>.png (made if missing) and return their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     written = []
     # One figure at a time, saved as drawn: every layout is fixed in inches with margins that hold its text
     # (the tests check that nothing crosses a figure's edge), and cropping to a tight box would cost a second
     # layout pass, 40% more time.
     for name, draw in _figure_makers(params, config, datasets, metrics).items():
-        draw().savefig(paths[name], dpi=DPI)
-        written.append(paths[name])
+        draw().savefig(folder / f"{name}.png", dpi=DPI)
+        written.append(folder / f"{name}.png")
     return written
 
 

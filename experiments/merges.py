@@ -43,7 +43,7 @@ def explanation_gains(params, config, scenes):
     """Per two-digit scene, ELBO gains in nats (see the module docstring): "oracle", two windows on the true digit
     frames over the model's first step alone; "model", the model's first two steps over its first step alone."""
     from air.generative import negative_log_likelihood, prior_count_probs, reconstruct
-    from air.guide import glimpse_posterior, guide
+    from air.guide import glimpse_posterior, guide, what_kl_twice
     from air.schedules import pres_prior, steps_per_epoch
     from air.transformer import box_where
     if config.object_encoder != "glimpse":
@@ -58,7 +58,7 @@ def explanation_gains(params, config, scenes):
         gates = (np.arange(z_what.shape[1]) < count).astype(config.dtype)[None].repeat(n, axis=0)
         recon = reconstruct(params, config, gates, z_what, log_scale, shift)
         sse = np.sum((recon - images) ** 2, axis=(1, 2))
-        kl = 0.5 * np.sum((z_what ** 2 + np.exp(what_logvar) - what_logvar - 1.0)[:, :count], axis=(1, 2))
+        kl = 0.5 * np.sum(what_kl_twice(z_what, what_logvar)[:, :count], axis=(1, 2))
         return -negative_log_likelihood(sse, config) + log_prior[count] - kl
 
     post = guide(params, config, images)

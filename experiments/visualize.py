@@ -44,17 +44,13 @@ def main(argv=None):
 
 def _pretrained(args):
     import dataclasses
-    from air.viz import DPI, draw_figures
+    from air.viz import save_figures
     from experiments.evaluate import load_model
     params, config = load_model(args)
     folder = Path(args.out or f"runs/pretrained-{args.pretrained}/figures")
     datasets = load_data(config, quiet=args.quiet)
     start = time.perf_counter()
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, figure in draw_figures(params, config, dataclasses.replace(datasets, val=datasets.test)).items():
-        figure.savefig(folder / f"{name}.png", dpi=DPI)
-        written.append(folder / f"{name}.png")
+    written = save_figures(folder, params, config, dataclasses.replace(datasets, val=datasets.test))
     if not args.quiet:
         for path in written:
             print(path, flush=True)

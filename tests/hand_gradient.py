@@ -41,7 +41,7 @@ def _grid(n, dtype):
 
 def render(windows, log_scale, shift, image_size):
     """windows (N, P, P), log_scale (N,), shift (N, 2) = (tx, ty) -> canvases (N, W, W) and the backward cache."""
-    n, p = windows.shape[0], windows.shape[-1]
+    p = windows.shape[-1]
     dtype = windows.dtype
     half = dtype.type(0.5 * (p - 1))
     pixels_per_unit = half * np.exp(-log_scale)  # (P - 1) / (2 s)
