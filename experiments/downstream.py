@@ -245,6 +245,14 @@ def run_experiment(params, config, tasks, readouts, budgets, seeds, passes, max_
     return rows
 
 
+def write_model_note(path, args, config):
+    """model.json: which frozen AIR the results are of (a shipped model's card, or a run folder) and its config."""
+    import json
+    from air.shipped import card
+    note = {"pretrained": args.pretrained, "card": card(args.pretrained)} if args.pretrained else {"run": args.run}
+    path.write_text(json.dumps({**note, "config": json.loads(config.to_json())}, indent=1))
+
+
 def read_rows(path):
     """The rows of a downstream.csv, with numbers as numbers (FileNotFoundError naming it if it is missing)."""
     path = Path(path)
@@ -291,6 +299,7 @@ def main(argv=None):
     params, config = load_model(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    write_model_note(out / "model.json", args, config)
     start = time.perf_counter()
     rows = run_experiment(params, config, tasks, readouts, budgets, seeds, args.passes, args.max_steps, args.n_test,
                           report=lambda line: print(line, flush=True))

@@ -1,5 +1,6 @@
 """experiments.downstream: the tasks' definitions, the readouts' pieces against plain numpy, and the command."""
 import csv
+import json
 
 import autograd
 import numpy as np
@@ -141,6 +142,8 @@ def test_the_command_writes_a_row_per_task_readout_budget_and_seed(tiny_run, tmp
         (t, r, b, s) for t in downstream.TASKS for r in downstream.FEATURES for b in ("10", "20") for s in "01"}
     assert all(0 <= float(r["test_acc"]) <= 1 and r["n_test"] == "30" and r["steps"] == "3" for r in rows)
     assert (out / "downstream.png").stat().st_size > 0
+    note = json.loads((out / "model.json").read_text())
+    assert note["run"] == str(tiny_run) and note["config"]["canvas_size"] == 32
     printed = capsys.readouterr().out
     assert "test accuracy, mean +- sd over 2 seeds" in printed and "48 classifiers in" in printed
 
