@@ -277,6 +277,85 @@ fig.suptitle(source, fontsize=9, color="#a50f15" if TINY else "black")
 fig.tight_layout();'''),
 ]
 
+# experiments.downstream's results on the shipped paper model, committed (relative to the repository root).
+DOWNSTREAM_RESULTS = "docs/results/downstream/downstream.csv"
+
+DOWNSTREAM = [
+    new_markdown_cell("""# 04 · Downstream: what AIR's latents are good for
+
+Eslami et al. (2016) ask whether AIR's scene representation makes other tasks easy: a small network on the
+inferred latents learns (a) the sum of the digits in a scene and (b) whether they are in ascending order, from
+far fewer labelled scenes than a network on pixels. `python -m experiments.downstream` runs that experiment on
+a frozen AIR (the shipped `paper` model by default). This notebook builds the features, trains one readout
+live, and then shows the full experiment's committed results (`""" + DOWNSTREAM_RESULTS + """`).
+
+The tasks, as the command defines them: **sum**, the sum of the labels of the 0-2 digits of a scene (0-18);
+**order**, on two-digit scenes, whether the left digit (by the centres of the digits' boxes) is smaller than
+the right one (a tie is not ascending); and **digit**, the label of a one-digit scene, which the paper does
+not have: it is the ceiling of the other two, each of which needs two digits right."""),
+    new_code_cell(SETUP),
+    new_markdown_cell("""## Features from a frozen AIR
+
+`air_features` runs `air.infer` and lays out, per scene: the inferred count (one-hot), then one slot per step
+holding a presence flag, `z_where` (log s, tx, ty) and the posterior mean of `z_what` (50 numbers). Present
+steps are sorted left to right by tx and absent ones come last, zeroed, so slot 0 is always the leftmost
+object."""),
+    new_code_cell('''from air.data import digit_pools, load_mnist
+from air.viz import attention_figure
+from experiments import downstream
+params, config = air.pretrained("paper")
+pools = digit_pools(load_mnist())
+n_labelled = 100 if TINY else 1000
+train = downstream.task_scenes("sum", config, pools["train"], n_labelled, np.random.default_rng(0))
+test = downstream.task_scenes("sum", config, pools["test"], 500, np.random.default_rng(1))
+(y_train, n_classes), (y_test, _) = downstream.task_targets("sum", train), downstream.task_targets("sum", test)
+x_train = downstream.air_features(params, config, train.images)
+x_test = downstream.air_features(params, config, test.images)
+print(f"{len(x_train)} labelled scenes, {x_train.shape[1]} features each; {len(x_test)} test scenes")
+slots = x_test[:, config.max_steps + 1:].reshape(len(x_test), config.max_steps, -1)
+i = int(np.flatnonzero(test.counts == 2)[0])
+print(f"test scene {i}: digits {sorted(int(v) for v in test.labels[i] if v >= 0)}, sum {y_test[i]}")
+for t, slot in enumerate(slots[i]):
+    print(f"  slot {t}: present {slot[0]:.0f}  z_where ({slot[1]:+.2f}, {slot[2]:+.2f}, {slot[3]:+.2f})  "
+          f"|z_what| {np.linalg.norm(slot[4:]):.1f}")
+attention_figure(params, config, test, per_count=3, title="What the features are read from")'''),
+    new_markdown_cell("""## One readout, trained live
+
+The object readout is one small MLP (128 hidden units) that maps a slot's `z_where` and `z_what` to a
+distribution over the ten digits, shared by every slot; the scene's sum distribution is the convolution of
+its present slots' distributions (an absent slot adds 0). It never sees a digit label, only the sums. Beside
+it, the same-size MLP on the raw pixels, trained the same way (20 passes, Adam)."""),
+    new_code_cell('''steps = downstream.n_steps(n_labelled, 20, 2000)
+objects = downstream.fit("objects", "sum", x_train, y_train, n_classes, 0, steps, config.max_steps)
+flat = lambda images: images.reshape(len(images), -1)
+pixels = downstream.fit("mlp", "sum", flat(train.images), y_train, n_classes, 0, steps, config.max_steps)
+print(f"sum of the digits, {n_labelled} labelled scenes, {steps} steps: "
+      f"AIR objects {downstream.accuracy(objects, x_test, y_test):.3f}, "
+      f"pixels {downstream.accuracy(pixels, flat(test.images), y_test):.3f} on {len(y_test)} test scenes")
+predicted = np.argmax(downstream.scores(objects[0], x_test[:8], "objects", "sum", config.max_steps), axis=1)
+fig, axes = plt.subplots(1, 8, figsize=(12, 1.9))
+for ax, image, truth, guess in zip(axes, test.images, y_test, predicted):
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+    ax.set_title(f"sum {truth}: read {guess}", fontsize=8, color="black" if truth == guess else "#a50f15")
+    ax.axis("off")
+fig.tight_layout()'''),
+    new_markdown_cell("""## The full experiment
+
+`python -m experiments.downstream --out docs/results/downstream` trains every readout on each task at 10,
+100, 1,000 and 10,000 labelled scenes, three seeds each (a fresh labelled draw per seed), and scores it on
+2,000 test scenes of MNIST test digits. Its `downstream.csv` is committed; the cell below reads it (or the
+file `AIR_DOWNSTREAM_RESULTS` names, relative to the repository root)."""),
+    new_code_cell('''source = os.environ.get("AIR_DOWNSTREAM_RESULTS", "''' + DOWNSTREAM_RESULTS + '''")
+rows = downstream.read_rows(ROOT / source)
+for (task, readout, budget), (mean, sd, n) in downstream.summary(rows).items():
+    print(f"{task:5s}  {downstream.LABELS[readout]:30s}  {budget:6d} labelled  {mean:.3f} +- {sd:.3f}  ({n} seeds)")
+downstream.figure(rows, f"{source}: test accuracy against labelled scenes")'''),
+    new_markdown_cell("""The one-digit panel is the ceiling: the object readout, given each digit's own label, is only as
+good as the information about the digit's class that one `z_what` holds, and the sum and the order need two
+digits right (roughly the square of that accuracy). See docs/results.md ("What AIR's latents are good for")
+for the numbers and what they say."""),
+]
+
 LATENTS = [
     new_markdown_cell("""# 05 · Latents: move one object and watch the scene re-render
 
@@ -420,7 +499,7 @@ if widgets is not None:
 ]
 
 NOTEBOOKS = {"01_walkthrough": WALKTHROUGH, "02_gradients": GRADIENTS, "03_ablations": ABLATIONS,
-             "05_latents": LATENTS}
+             "04_downstream": DOWNSTREAM, "05_latents": LATENTS}
 
 
 class Refused(Exception):

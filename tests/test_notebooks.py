@@ -68,7 +68,8 @@ def shows_image(cell):
 
 
 def test_the_notebooks_exist():
-    assert [p.stem for p in NOTEBOOKS] == ["01_walkthrough", "02_gradients", "03_ablations", "05_latents"]
+    assert [p.stem for p in NOTEBOOKS] == ["01_walkthrough", "02_gradients", "03_ablations", "04_downstream",
+                                           "05_latents"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
