@@ -160,3 +160,13 @@ def test_each_shipped_model_is_its_preset_and_scores_as_its_card_says(name):
         acc = score(params, scenes, load_data(scenes, quiet=True).test)["count_acc"]
         expected = card["test"][family]["count_acc"]
         assert abs(acc - expected) <= 4 * np.sqrt(expected * (1 - expected) / n) + 1 / n, (family, acc, expected)
+
+
+def test_the_commands_take_the_shipped_paper_model(tmp_path, capsys):
+    """As a fresh install runs them: evaluate and visualize --pretrained paper, no run folder anywhere."""
+    from experiments import evaluate, visualize
+    assert cli.run(evaluate.main, ["--pretrained", "paper", "--json", "--n-test", "60"]) == 0
+    assert json.loads(capsys.readouterr().out)["count_acc"] > 0.9
+    out = tmp_path / "figures"
+    assert cli.run(visualize.main, ["--pretrained", "paper", "--out", str(out), "--quiet"]) == 0
+    assert len(list(out.glob("*.png"))) == 5
