@@ -235,8 +235,8 @@ PRESETS = {
     # a digit's ink rather than its 28-px frame, so that one window cannot hold two close digits, and a sharper
     # likelihood (sd 0.2), which makes two windows worth more than one blob (docs/results.md, "Why close digits
     # merge"). The paper's estimator, REINFORCE with an NVIL baseline, is --pres-estimator reinforce; the preset
-    # sums the T + 1 counts out exactly instead, which on seeds 0-4 counts better (0.979 against 0.975 on 10,000
-    # test scenes), with no seed falling into splitting large digits and no all-empty first phase.
+    # sums the T + 1 counts out exactly instead, which on seeds 0-4 counts a little better (0.978 against 0.975 on
+    # 10,000 test scenes; worst seed 0.975 against 0.968) and has no all-empty first phase.
     "paper": Config(canvas_size=50, window_size=28, what_dim=50, rnn_hidden=256, inference="recurrent",
                     object_encoder="glimpse", decoder_hidden=200, glimpse_hidden=200, lr=1e-3, batch_size=64,
                     n_train=6400, n_epochs=150, lr_schedule="cosine", overlap="rejected",
