@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np  # one thread: experiments/__init__.py sets it before numpy loads
 
 from air.runtime import environment
-from experiments.cli import Parser, UsageError, preset_help, run
+from experiments.cli import Parser, UsageError, int_list, preset_help, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -184,7 +184,7 @@ def main(argv=None):
                         help="also write the figures as files into DIR (e.g. docs/results/NAME), to commit: "
                              "steps.json, scaling.csv, scenes.json, runs.csv and each run's metrics.json")
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = int_list(args.seeds, "--seeds")
 
     import air
     from air.runtime import tune_allocator

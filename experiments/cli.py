@@ -128,6 +128,18 @@ def config_from_args(args):
     return dataclasses.replace(base, **given), given
 
 
+def int_list(text, flag, least=0):
+    """The integers of a comma-separated flag value such as '0,1,2'; UsageError (one line) on anything else, on
+    none, or on a value below `least`."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < least:
+        raise UsageError(f"{flag}: expected integers >= {least}, got {text!r}")
+    return values
+
+
 def flag_text(value):
     """A Config value as its flag takes it: tuples comma-separated."""
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.cli import Parser, UsageError, plural, run
+from experiments.cli import Parser, UsageError, int_list, plural, run
 
 FEATURES = ("objects", "air", "pixels", "cnn")
 TASKS = ("sum", "order", "digit")
@@ -205,14 +205,12 @@ def accuracy(model, x, y, batch_size=500):
     return float(np.mean(predicted == y))
 
 
-def inputs_of(readout, params, config, images, cache):
-    """The readout's inputs for `images`: AIR features (computed once per image set, in `cache`), the flat
-    pixels, or the images for the CNN."""
-    if readout in ("objects", "air"):
-        if id(images) not in cache:
-            cache[id(images)] = air_features(params, config, images)
-        return cache[id(images)]
-    return images.reshape(len(images), -1) if readout == "pixels" else images
+def readout_inputs(readouts, params, config, images):
+    """readout -> its inputs for `images`: the AIR features (computed once for both AIR readouts), the flat
+    pixels, or the images themselves for the CNN."""
+    latents = air_features(params, config, images) if {"objects", "air"} & set(readouts) else None
+    every = {"objects": latents, "air": latents, "pixels": images.reshape(len(images), -1), "cnn": images}
+    return {readout: every[readout] for readout in readouts}
 
 
 def run_experiment(params, config, tasks, readouts, budgets, seeds, passes, max_steps, n_test, report=print):
@@ -220,18 +218,18 @@ def run_experiment(params, config, tasks, readouts, budgets, seeds, passes, max_
     from air.data import digit_pools, load_mnist
     pools = digit_pools(load_mnist())
     rows = []
-    for t, task in enumerate(tasks):
+    for task in tasks:
         test = task_scenes(task, config, pools["test"], n_test, np.random.default_rng([TASKS.index(task), 1]))
         y_test, n_classes = task_targets(task, test)
+        test_inputs = readout_inputs(readouts, params, config, test.images)
         for seed in seeds:
             # A fresh labelled draw per seed; the smaller budgets are its first scenes.
             train = task_scenes(task, config, pools["train"], max(budgets),
                                 np.random.default_rng([TASKS.index(task), 0, seed]))
             y_train, _ = task_targets(task, train)
-            cache = {}
+            train_inputs = readout_inputs(readouts, params, config, train.images)
             for readout in readouts:
-                x_train = inputs_of(readout, params, config, train.images, cache)
-                x_test = inputs_of(readout, params, config, test.images, cache)
+                x_train, x_test = train_inputs[readout], test_inputs[readout]
                 for budget in budgets:
                     began = time.perf_counter()
                     steps = n_steps(budget, passes, max_steps)
@@ -285,7 +283,8 @@ def main(argv=None):
     parser.add_argument("--n-test", type=int, default=2000, help="test scenes a task (default 2000)")
     parser.add_argument("--out", default="runs/downstream", help="folder for downstream.csv and downstream.png")
     args = parser.parse_args(argv)
-    budgets, seeds = _ints(args.budgets, "--budgets", 1), _ints(args.seeds, "--seeds", 0)
+    budgets = sorted(set(int_list(args.budgets, "--budgets", least=1)))
+    seeds = sorted(set(int_list(args.seeds, "--seeds")))
     tasks, readouts = _names(args.tasks, "--tasks", TASKS), _names(args.features, "--features", FEATURES)
     for flag, value in (("--passes", args.passes), ("--max-steps", args.max_steps), ("--n-test", args.n_test)):
         if value < 1:
@@ -316,16 +315,6 @@ def main(argv=None):
     print(f"{plural(len(rows), 'classifier')} in {time.perf_counter() - start:.0f} s; "
           f"results: {out / 'downstream.csv'}; figure: {out / 'downstream.png'}", flush=True)
     return 0
-
-
-def _ints(text, flag, least):
-    try:
-        values = sorted({int(v) for v in text.split(",") if v.strip()})
-    except ValueError:
-        raise UsageError(f"{flag}: expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < least:
-        raise UsageError(f"{flag}: expected integers >= {least}, got {text!r}")
-    return values
 
 
 def _names(text, flag, known):

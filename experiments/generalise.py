@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.cli import Parser, UsageError, add_config_flags, config_from_args, plural, preset_help, run
+from experiments.cli import (Parser, UsageError, add_config_flags, config_from_args, int_list, plural, preset_help,
+                             run)
 
 EXPERIMENTS = {"extrapolate": (0, 1, 2), "interpolate": (0, 1, 3)}
 HELD_OUT = {"extrapolate": 3, "interpolate": 2}
@@ -133,12 +134,9 @@ def main(argv=None):
                         help="copy the table, the figure and each run's config.json and metrics.json into DIR")
     add_config_flags(parser)
     args = parser.parse_args(argv)
-    try:
-        args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise UsageError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
-    if not args.seeds or args.jobs < 1:
-        raise UsageError("--seeds: give at least one seed" if not args.seeds else "--jobs: must be positive")
+    args.seeds = int_list(args.seeds, "--seeds")
+    if args.jobs < 1:
+        raise UsageError("--jobs: must be positive")
     config, given = config_from_args(args)
     runs = plan(args, config, given)
 

@@ -495,3 +495,11 @@ def test_a_closed_pipe_ends_a_command_quietly():
     shell = f"{sys.executable} -c '{script}' | head -1; exit ${{PIPESTATUS[0]}}"
     done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
     assert done.stdout == "0\n" and done.stderr == "" and done.returncode == 141
+
+
+@pytest.mark.parametrize("module", ["benchmark", "generalise", "downstream"])
+def test_seed_lists_are_checked_in_one_line(module, capsys):
+    import importlib
+    main = importlib.import_module(f"experiments.{module}").main
+    assert cli.run(main, ["--seeds", "0,x"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--seeds: expected comma-separated integers, got '0,x'")
