@@ -3,8 +3,10 @@
 Scores each run's best parameters on the two-digit scenes of its held-out test family (or of another family,
 with the same scene flags as experiments.evaluate) and bins them by the distance between the two digits' centres,
 by their mean size and by the IoU of their boxes: the share counted as two, as one (merged) and as three (split).
-Writes merges.csv (one row a run and bin) and merges.png (two-digit accuracy against distance and against size, a
-line a run) into --out.
+The other side of a window bound that stops merges is one digit split over two windows, so it also bins the
+one-digit scenes by the digit's side: the share counted as one, as none and as two or more (split).
+Writes merges.csv (one row a run and bin), splits.csv (the one-digit bins) and merges.png (two-digit accuracy
+against distance and against size, one-digit accuracy against size, a line a run) into --out.
 
 With --gains it also asks how much the objective prefers two objects to one on each two-digit scene, and writes
 gains.csv and gains.png: the ELBO (at the posterior means) of two windows placed on the two true digit frames, each
@@ -37,6 +39,26 @@ def two_digit_table(params, config, scenes):
     return {"distance": np.linalg.norm(centres[:, 0] - centres[:, 1], axis=1),
             "size": (boxes[..., 2] - boxes[..., 0]).mean(axis=1),
             "iou": box_iou(boxes[:, 0], boxes[:, 1]), "count": count}
+
+
+def one_digit_table(params, config, scenes):
+    """Per one-digit scene: the digit's side (px) and the inferred count."""
+    from air import infer
+    one = scenes.counts == 1
+    box = scenes.boxes[one, 0]
+    return {"size": box[:, 2] - box[:, 0], "count": infer(params, config, scenes.images[one])["count"]}
+
+
+def binned_one(table, edges):
+    """[(low, high, n, share counted 1, share counted 0, share counted 2+)] over the bins of the digit's side."""
+    rows = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (table["size"] >= low) & (table["size"] < high)
+        if inside.any():
+            c = table["count"][inside]
+            rows.append((low, high, int(inside.sum()), float(np.mean(c == 1)), float(np.mean(c == 0)),
+                         float(np.mean(c >= 2))))
+    return rows
 
 
 def explanation_gains(params, config, scenes):
@@ -102,7 +124,7 @@ def main(argv=None):
     from air.checkpoint import CheckpointError, load_checkpoint
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results, gains = {}, {}
+    results, singles, gains = {}, {}, {}
     for label, path in zip(labels, args.runs):
         try:
             params, config = load_checkpoint(path)
@@ -113,8 +135,11 @@ def main(argv=None):
         table = two_digit_table(params, config, scenes)
         results[label] = {"distance": binned(table, "distance", DISTANCE_BINS), "size": binned(table, "size", SIZE_BINS),
                           "iou": binned(table, "iou", IOU_BINS)}
+        single = one_digit_table(params, config, scenes)
+        singles[label] = binned_one(single, SIZE_BINS)
         print(f"{label}: {len(table['count'])} two-digit scenes, counted as two {np.mean(table['count'] == 2):.3f}, "
-              f"merged {np.mean(table['count'] == 1):.3f}, split {np.mean(table['count'] >= 3):.3f}", flush=True)
+              f"merged {np.mean(table['count'] == 1):.3f}, split {np.mean(table['count'] >= 3):.3f}; "
+              f"{len(single['count'])} one-digit scenes, split {np.mean(single['count'] >= 2):.3f}", flush=True)
         if args.gains:
             gains[label] = {**table, **explanation_gains(params, config, scenes)}
             merged = table["count"] == 1
@@ -128,8 +153,13 @@ def main(argv=None):
         for label, by in results.items():
             for key, rows in by.items():
                 writer.writerows([label, key, *row] for row in rows)
-    _plot(results, out / "merges.png")
-    print(f"results: {out / 'merges.csv'}; figure: {out / 'merges.png'}", flush=True)
+    with open(out / "splits.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", "low", "high", "n", "counted_one", "missed", "split"])
+        for label, rows in singles.items():
+            writer.writerows([label, *row] for row in rows)
+    _plot(results, singles, out / "merges.png")
+    print(f"results: {out / 'merges.csv'}, {out / 'splits.csv'}; figure: {out / 'merges.png'}", flush=True)
     if gains:
         with open(out / "gains.csv", "w", newline="") as f:
             writer = csv.writer(f)
@@ -146,17 +176,19 @@ def _median(values):
     return f"{np.median(values):.1f}" if len(values) else "n/a"
 
 
-def _plot(results, path):
+def _plot(results, singles, path):
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(9, 3.4))
-    for i, (key, xlabel) in enumerate((("distance", "distance between the digit centres (px)"),
-                                       ("size", "mean digit side (px)"))):
-        ax = fig.add_subplot(1, 2, i + 1)
-        for label, by in results.items():
-            rows = by[key]
+    two = "two-digit scenes counted as two"
+    panels = (("distance between the digit centres (px)", two, {k: by["distance"] for k, by in results.items()}),
+              ("mean digit side (px)", two, {k: by["size"] for k, by in results.items()}),
+              ("digit side (px)", "one-digit scenes counted as one", singles))
+    fig = Figure(figsize=(13, 3.4))
+    for i, (xlabel, ylabel, lines) in enumerate(panels):
+        ax = fig.add_subplot(1, 3, i + 1)
+        for label, rows in lines.items():  # rows: (low, high, n, share right, ...)
             ax.plot([(r[0] + r[1]) / 2 for r in rows], [r[3] for r in rows], "o-", label=label)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("two-digit scenes counted as two")
+        ax.set_ylabel(ylabel)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

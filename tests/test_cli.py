@@ -394,6 +394,11 @@ def test_merges_bins_the_two_digit_scenes(tmp_path, mnist_dir, monkeypatch, caps
         assert sum(int(r["n"]) for r in rows if r["by"] == by) == int(np.sum(scenes.counts == 2))
         for r in rows:
             assert float(r["counted_two"]) + float(r["merged"]) + float(r["split"]) <= 1.0 + 1e-9
+    with open(out / "splits.csv") as f:
+        singles = list(csv.DictReader(f))
+    assert sum(int(r["n"]) for r in singles) == int(np.sum(scenes.counts == 1))
+    for r in singles:  # a one-digit scene is counted as one, as none or as more
+        assert abs(float(r["counted_one"]) + float(r["missed"]) + float(r["split"]) - 1.0) < 1e-9
     assert (out / "merges.png").stat().st_size > 1000
     assert not (out / "gains.csv").exists()
 
