@@ -187,9 +187,10 @@ def _plot(results, singles, path):
         ax = fig.add_subplot(1, 3, i + 1)
         for label, rows in lines.items():  # rows: (low, high, n, share right, ...)
             ax.plot([(r[0] + r[1]) / 2 for r in rows], [r[3] for r in rows], "o-", label=label)
+        low = min((r[3] for rows in lines.values() for r in rows), default=0.0)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.set_ylim(0, 1.02)
+        ax.set_ylim(max(0.0, min(0.8, low - 0.02)), 1.02)  # one-digit shares sit near 1: show their spread
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
