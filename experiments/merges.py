@@ -24,7 +24,7 @@ from experiments.cli import Parser, UsageError, load_data, run
 from experiments.evaluate import add_family_flags, scene_family
 
 DISTANCE_BINS = (0, 10, 14, 18, 22, 26, 32, 80)  # px between the two digit centres (50-px canvas: 80 is far)
-SIZE_BINS = (0, 16, 19, 21, 23, 25, 27, 29, 40)  # px, a digit's side (the own family's reach 28)
+SIZE_BINS = (0, 16, 19, 21, 23, 25, 27, 29, 40)  # px: a digit's side, or a pair's mean side (own family: up to 28)
 IOU_BINS = (0, 1e-9, 0.1, 0.3, 0.5, 1.01)  # overlap of the two digits' boxes; the first bin is "disjoint"
 
 
