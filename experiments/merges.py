@@ -49,18 +49,6 @@ def one_digit_table(params, config, scenes):
     return {"size": box[:, 2] - box[:, 0], "count": infer(params, config, scenes.images[one])["count"]}
 
 
-def binned_one(table, edges):
-    """[(low, high, n, share counted 1, share counted 0, share counted 2+)] over the bins of the digit's side."""
-    rows = []
-    for low, high in zip(edges[:-1], edges[1:]):
-        inside = (table["size"] >= low) & (table["size"] < high)
-        if inside.any():
-            c = table["count"][inside]
-            rows.append((low, high, int(inside.sum()), float(np.mean(c == 1)), float(np.mean(c == 0)),
-                         float(np.mean(c >= 2))))
-    return rows
-
-
 def explanation_gains(params, config, scenes):
     """Per two-digit scene, ELBO gains in nats (see the module docstring): "oracle", two windows on the true digit
     frames over the model's first step alone; "model", the model's first two steps over its first step alone."""
@@ -96,15 +84,17 @@ def explanation_gains(params, config, scenes):
     return {"oracle": oracle - one, "model": own_two - one}
 
 
-def binned(table, key, edges):
-    """[(low, high, n, share counted 2, share counted 1, share counted 3+)] over the bins of table[key]."""
+def binned(table, key, edges, right=2):
+    """[(low, high, n, share counted `right`, share counted one fewer, share counted more)] over the bins of
+    table[key]: for two-digit scenes counted as two, merged and split; for one-digit ones, as one, none and split."""
     rows = []
     for low, high in zip(edges[:-1], edges[1:]):
         inside = (table[key] >= low) & (table[key] < high)
         n = int(inside.sum())
         if n:
             c = table["count"][inside]
-            rows.append((low, high, n, float(np.mean(c == 2)), float(np.mean(c == 1)), float(np.mean(c >= 3))))
+            rows.append((low, high, n, float(np.mean(c == right)), float(np.mean(c == right - 1)),
+                         float(np.mean(c > right))))
     return rows
 
 
@@ -136,7 +126,7 @@ def main(argv=None):
         results[label] = {"distance": binned(table, "distance", DISTANCE_BINS), "size": binned(table, "size", SIZE_BINS),
                           "iou": binned(table, "iou", IOU_BINS)}
         single = one_digit_table(params, config, scenes)
-        singles[label] = binned_one(single, SIZE_BINS)
+        singles[label] = binned(single, "size", SIZE_BINS, right=1)
         print(f"{label}: {len(table['count'])} two-digit scenes, counted as two {np.mean(table['count'] == 2):.3f}, "
               f"merged {np.mean(table['count'] == 1):.3f}, split {np.mean(table['count'] >= 3):.3f}; "
               f"{len(single['count'])} one-digit scenes, split {np.mean(single['count'] >= 2):.3f}", flush=True)
