@@ -155,9 +155,20 @@ def load_data(config, quiet=False):
     return build_datasets(config, mnist)
 
 
+def unstarted_run(out):
+    """Whether `out` holds a run stopped before its first epoch finished: its config.json and nothing else a run
+    writes (no checkpoint, no metrics; a write cut short by a kill leaves only a hidden .part file). Such a folder
+    holds nothing to lose, so a new run may take it."""
+    if not out.is_dir():
+        return False
+    names = {p.name for p in out.iterdir() if not (p.name.startswith(".") and p.name.endswith(".part"))}
+    return names == {"config.json"}
+
+
 def check_run_folder(out, overwrite, resumable=False):
-    """UsageError if `out` holds a run and --overwrite was not given: a new run never replaces one silently."""
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    """UsageError if `out` holds a run and --overwrite was not given: a new run never replaces one silently (a run
+    that finished no epoch, see unstarted_run, has nothing to replace)."""
+    if out.exists() and any(out.iterdir()) and not overwrite and not unstarted_run(out):
         hint = "pass --resume to continue it or --overwrite to replace it" if resumable else \
             "pass --overwrite to replace it"
         raise UsageError(f"--out: {out} already holds a run; {hint}")

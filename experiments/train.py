@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from experiments.cli import (Parser, UsageError, add_config_flags, add_run_flags, check_run_folder, claim_run_folder,
-                             config_from_args, load_data, plural, run)
+                             config_from_args, load_data, plural, run, unstarted_run)
 
 
 def parse_args(argv):
@@ -22,29 +22,45 @@ def main(argv=None):
     config, given = config_from_args(args)
     out = Path(args.out or f"runs/{args.preset}-seed{config.seed}")
     existing = out / "checkpoint.npz"
-    if args.resume:
-        if not existing.exists():
-            raise UsageError(f"--resume: {out} holds no checkpoint to resume")
-        config = _resume_config(existing, given)
+    resume = args.resume
+    if resume and not existing.exists():
+        if not unstarted_run(out):
+            raise UsageError(f"--resume: {out} holds no run to resume (no {existing})")
+        # Stopped before its first epoch ended: nothing to continue from, so the same run starts again.
+        config = _same_config(_started_config(out), given)
+        resume = False
+        if not args.quiet:
+            print(f"{out}: the run there finished no epoch; starting it from the beginning", flush=True)
+    elif resume:
+        saved = _checkpoint(existing)
+        config = _same_config(saved["config"], given)
+        if saved["complete"]:
+            return _already_finished(out, saved)
     else:
         check_run_folder(out, args.overwrite, resumable=True)
+        if unstarted_run(out) and not args.quiet:
+            print(f"{out}: the run there finished no epoch; starting over", flush=True)
 
     from air.runtime import tune_allocator
     from air.train import NonFiniteError, train
     tune_allocator()
     datasets = load_data(config, quiet=args.quiet)
-    if not args.resume:
-        claim_run_folder(out, args.overwrite, resumable=True)
+    if not resume:
+        claim_run_folder(out, args.overwrite or args.resume, resumable=True)
     show_progress = not args.quiet and sys.stderr.isatty()
     on_epoch = None if args.quiet else lambda record: _print_epoch(record, show_progress)
     try:
-        metrics = train(config, datasets, out_dir=out, resume=args.resume, progress=show_progress, on_epoch=on_epoch)
+        metrics = train(config, datasets, out_dir=out, resume=resume, progress=show_progress, on_epoch=on_epoch)
     except NonFiniteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\ninterrupted; the checkpoint of the last finished epoch is in {out} "
-              f"(continue with --resume --out {out})", file=sys.stderr)
+        if existing.exists():
+            print(f"\ninterrupted; the checkpoint of the last finished epoch is {existing} "
+                  f"(continue with --resume --out {out})", file=sys.stderr)
+        else:
+            print(f"\ninterrupted before the first epoch finished, so no checkpoint was written; the same command "
+                  f"(or --resume --out {out}) starts the run again", file=sys.stderr)
         return 130
     _print_summary(metrics, out)
     if not args.no_figures:
@@ -55,13 +71,40 @@ def main(argv=None):
     return 0
 
 
-def _resume_config(checkpoint, given):
-    """The interrupted run's own config; a flag that would change it is an error, not a silent override."""
+def _checkpoint(checkpoint):
     from air.checkpoint import CheckpointError, read_checkpoint
     try:
-        saved = read_checkpoint(checkpoint)["config"]
+        return read_checkpoint(checkpoint)
     except CheckpointError as e:
         raise UsageError(f"--resume: {e}; nothing was changed") from None
+
+
+def _already_finished(out, saved):
+    """--resume on a run that finished every epoch: say so, print its stored results, train nothing."""
+    import json
+    print(f"{out}: the run finished all its {saved['epoch'] + 1} epochs; nothing to resume", flush=True)
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        metrics = None
+    if metrics and metrics.get("status") == "complete":
+        _print_summary(metrics, out)
+    return 0
+
+
+def _started_config(out):
+    """The config.json of a run that finished no epoch."""
+    import json
+    from air.config import Config, ConfigError
+    path = out / "config.json"
+    try:
+        return Config.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, ConfigError) as e:
+        raise UsageError(f"--resume: {path} is not a readable run config ({e}); nothing was changed") from None
+
+
+def _same_config(saved, given):
+    """The interrupted run's own config; a flag that would change it is an error, not a silent override."""
     for name, value in given.items():
         if getattr(saved, name) != value:
             raise UsageError(f"--{name.replace('_', '-')}: the run being resumed has {getattr(saved, name)!r}, "

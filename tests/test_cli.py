@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -61,13 +62,63 @@ def test_resume_and_overwrite_guard_the_run_folder(capsys, tmp_path, mnist_dir, 
     monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
     out = str(tmp_path / "run")
     status, err = exit_and_error(capsys, train.main, ["--resume", "--out", out])
-    assert status == 2 and "--resume" in err and "no checkpoint" in err
+    assert status == 2 and "--resume" in err and "holds no run to resume" in err and "checkpoint.npz" in err
     assert cli.run(train.main, TINY_FLAGS + ["--out", out, "--quiet", "--no-figures"]) == 0
     status, err = exit_and_error(capsys, train.main, TINY_FLAGS + ["--out", out])
     assert status == 2 and "already holds a run" in err
     status, err = exit_and_error(capsys, train.main, ["--resume", "--out", out, "--lr", "0.1"])
     assert status == 2 and "--lr" in err and "0.002" in err
     assert cli.run(train.main, TINY_FLAGS + ["--out", out, "--overwrite", "--quiet", "--no-figures"]) == 0
+
+
+# Long enough (200 steps) that a signal sent as soon as config.json appears lands in the first epoch.
+LONG_FIRST_EPOCH = ["--n-train", "6400", "--n-val", "32", "--n-test", "32", "--n-epochs", "1", "--no-figures"]
+
+
+def stopped_in_first_epoch(tmp_path, mnist_dir, sig):
+    """A training subprocess sent `sig` as soon as its run folder exists: (run folder, status, stderr)."""
+    env = {**os.environ, "AIR_MNIST_DIR": str(mnist_dir), "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *LONG_FIRST_EPOCH, "--out", str(out)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while not (out / "config.json").exists() and proc.poll() is None:
+            time.sleep(0.01)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return out, proc.returncode, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_a_run_stopped_in_its_first_epoch_starts_again(capsys, tmp_path, mnist_dir, monkeypatch, sig):
+    out, status, err = stopped_in_first_epoch(tmp_path, mnist_dir, sig)
+    assert status == (130 if sig == signal.SIGINT else -signal.SIGKILL), err
+    assert not (out / "checkpoint.npz").exists() and cli.unstarted_run(out)
+    if sig == signal.SIGINT:  # the message says what is true: nothing to continue from, and how to start again
+        assert "before the first epoch finished" in err and "no checkpoint was written" in err
+        assert "the last finished epoch" not in err
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    # --resume starts it from the beginning, with the config it was started with ...
+    assert cli.run(train.main, ["--resume", "--out", str(out), "--quiet"]) == 0
+    assert read_checkpoint(out)["config"].n_train == 6400 and read_checkpoint(out)["complete"]
+    # ... and so does the plain command, after the same kind of stop.
+    out2, _, _ = stopped_in_first_epoch(tmp_path / "again", mnist_dir, sig)
+    assert cli.run(train.main, TINY_FLAGS + ["--out", str(out2), "--no-figures"]) == 0
+    assert "finished no epoch; starting over" in capsys.readouterr().out
+    assert read_checkpoint(out2)["complete"]
+
+
+def test_resume_on_a_finished_run_trains_nothing(capsys, tmp_path, mnist_dir, monkeypatch, trained_run):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = files_of(run)
+    assert cli.run(train.main, ["--resume", "--out", str(run)]) == 0
+    printed = capsys.readouterr().out
+    assert "nothing to resume" in printed and "test count acc" in printed
+    assert files_of(run) == before
 
 
 def test_tuple_flags_take_negative_numbers():
