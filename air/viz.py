@@ -485,30 +485,39 @@ def figure_paths(run_dir):
     return {name: folder / f"{name}.png" for name in FIGURES}
 
 
-def draw_figures(params, config, datasets, metrics=None):
+# The scenes a figure can show, by the name of their field in air.train.Datasets, and what its titles call them.
+SPLITS = {"val": "validation", "test": "test"}
+
+
+def draw_figures(params, config, datasets, metrics=None, split="val"):
     """The six figures (name -> matplotlib Figure) of `params` on `datasets` (an air.train.Datasets).
 
-    `metrics` (a run's metrics.json, or train()'s result) gives the training curves and the confusion matrices;
-    without it there are no curves and the confusion matrix is scored here on the validation scenes.
+    The model is drawn on the scenes of `split` ("val" or "test"), and the titles say which. `metrics` (a run's
+    metrics.json, or train()'s result) gives the training curves and the confusion matrices; without it there are
+    no curves and the confusion matrix is scored here on the scenes of `split`.
     """
-    return {name: draw() for name, draw in _figure_makers(params, config, datasets, metrics).items()}
+    return {name: draw() for name, draw in _figure_makers(params, config, datasets, metrics, split).items()}
 
 
-def _figure_makers(params, config, datasets, metrics):
+def _figure_makers(params, config, datasets, metrics, split="val"):
     """name -> a function drawing that figure, in FIGURES order."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     metrics = metrics or {}
     history = metrics.get("history")
+    scenes = getattr(datasets, split)
     if "confusion" in metrics:
         confusions = {"validation": metrics["val_confusion"], "test": metrics["confusion"]}
     else:
         from air.metrics import evaluate
-        confusions = {"validation": evaluate(params, config, datasets.val)["confusion"]}
+        confusions = {SPLITS[split]: evaluate(params, config, scenes)["confusion"]}
     makers = {
         "training_curves": lambda: training_curves(history, metrics.get("best_epoch"),
                                                    chance=1 / (config.max_digits + 1)),
-        "attention": lambda: attention_figure(params, config, datasets.val),
-        "reconstructions": lambda: reconstruction_figure(params, config, datasets.val),
-        "patches": lambda: patch_figure(params, config, datasets.val),
+        "attention": lambda: attention_figure(params, config, scenes,
+                                              title=f"Attention steps on {SPLITS[split]} scenes"),
+        "reconstructions": lambda: reconstruction_figure(params, config, scenes),
+        "patches": lambda: patch_figure(params, config, scenes),
         "count_confusion": lambda: confusion_figure(confusions),
         "training_scenes": lambda: scenes_figure(datasets.train),
     }
@@ -540,7 +549,7 @@ def write_figures(run_dir, datasets=None):
     return save_figures(figure_paths(run)["attention"].parent, params, config, datasets, metrics)
 
 
-def save_figures(folder, params, config, datasets, metrics=None):
+def save_figures(folder, params, config, datasets, metrics=None, split="val"):
     """Draw the figures of draw_figures into folder/<name>.png (made if missing) and return their paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -548,7 +557,7 @@ def save_figures(folder, params, config, datasets, metrics=None):
     # One figure at a time, saved as drawn: every layout is fixed in inches with margins that hold its text
     # (the tests check that nothing crosses a figure's edge), and cropping to a tight box would cost a second
     # layout pass, 40% more time.
-    for name, draw in _figure_makers(params, config, datasets, metrics).items():
+    for name, draw in _figure_makers(params, config, datasets, metrics, split).items():
         draw().savefig(folder / f"{name}.png", dpi=DPI)
         written.append(folder / f"{name}.png")
     return written

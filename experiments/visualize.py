@@ -43,14 +43,13 @@ def main(argv=None):
 
 
 def _pretrained(args):
-    import dataclasses
     from air.viz import save_figures
     from experiments.evaluate import load_model
     params, config = load_model(args)
     folder = Path(args.out or f"runs/pretrained-{args.pretrained}/figures")
     datasets = load_data(config, quiet=args.quiet)
     start = time.perf_counter()
-    written = save_figures(folder, params, config, dataclasses.replace(datasets, val=datasets.test))
+    written = save_figures(folder, params, config, datasets, split="test")
     if not args.quiet:
         for path in written:
             print(path, flush=True)

@@ -99,3 +99,21 @@ def test_cli_bad_input_is_one_line(capsys, mnist_dir, monkeypatch, argv, problem
     status = cli.run(gradcheck.main, SMALL_FLAGS + argv + ["--no-plot"])
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1 and problem_text in err, err
+
+
+@pytest.mark.parametrize("name", sorted(air.config.PRESETS))
+def test_the_published_gradient_checks_are_of_todays_presets(name):
+    """docs/results/gradcheck/NAME.txt and docs/tools.md's table name the preset's parameter count and groups: a
+    preset that changes shape must have its check re-run (python -m experiments.gradcheck --preset NAME)."""
+    import re
+    from pathlib import Path
+    from air.tree import leaves
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    params = air.init_params(np.random.default_rng(0), air.preset(name))
+    count = sum(array.size for _, array in leaves(params))
+    lines = (docs / "results" / "gradcheck" / f"{name}.txt").read_text().splitlines()
+    assert lines[0].startswith(f"preset {name}: {count:,} parameters"), lines[0]
+    groups = {line.split()[0] for line in lines[2:] if len(line.split()) == 6}
+    assert groups == set(params)
+    row = next(line for line in (docs / "tools.md").read_text().splitlines() if line.startswith(f"| `{name}` |"))
+    assert re.split(r"\s*\|\s*", row)[2] == f"{count:,}"

@@ -231,6 +231,20 @@ def test_every_figure_fits_inside_its_canvas(tiny_run):
         assert bbox.x0 >= 0 and bbox.y0 >= 0 and bbox.x1 <= width and bbox.y1 <= height, f"{name}: {bbox}"
 
 
+@pytest.mark.parametrize("split, name", [("val", "validation"), ("test", "test")])
+def test_figures_name_the_scenes_they_show(tiny_run, split, name):
+    out, config, datasets = tiny_run
+    params, _ = air.load_checkpoint(out)
+    figures = viz.draw_figures(params, config, datasets, split=split)  # no metrics: the confusion is scored here
+    assert figures["attention"]._suptitle.get_text() == f"Attention steps on {name} scenes"
+    scenes = getattr(datasets, split)
+    assert figures["count_confusion"].axes[0].get_title().startswith(f"{name}: {len(scenes)} scenes")
+    wrong = "validation" if split == "test" else "test"
+    for figure in figures.values():
+        texts = [figure._suptitle.get_text() if figure._suptitle else ""] + [ax.get_title() for ax in figure.axes]
+        assert not any(wrong in text for text in texts), texts
+
+
 def test_visualize_writes_six_readable_pngs(tiny_run, mnist_dir, monkeypatch, capsys):
     out, _, _ = tiny_run
     monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
