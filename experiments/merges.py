@@ -6,7 +6,9 @@ by their mean size and by the IoU of their boxes: the share counted as two, as o
 The other side of a window bound that stops merges is one digit split over two windows, so it also bins the
 one-digit scenes by the digit's side: the share counted as one, as none and as two or more (split).
 Writes merges.csv (one row a run and bin), splits.csv (the one-digit bins) and merges.png (two-digit accuracy
-against distance and against size, one-digit accuracy against size, a line a run) into --out.
+against distance and against size, one-digit accuracy against size, a line a run) into --out (for one run, by
+default RUN/merges; an earlier call's files are replaced only with --overwrite). The pixel bins are given for a
+50-px canvas and scale with the run's canvas.
 
 With --gains it also asks how much the objective prefers two objects to one on each two-digit scene, and writes
 gains.csv and gains.png: the ELBO (at the posterior means) of two windows placed on the two true digit frames, each
@@ -23,9 +25,19 @@ import numpy as np
 from experiments.cli import Parser, UsageError, load_data, run
 from experiments.evaluate import add_family_flags, scene_family
 
-DISTANCE_BINS = (0, 10, 14, 18, 22, 26, 32, 80)  # px between the two digit centres (50-px canvas: 80 is far)
-SIZE_BINS = (0, 16, 19, 21, 23, 25, 27, 29, 40)  # px: a digit's side, or a pair's mean side (own family: up to 28)
+# Bin edges in pixels of a 50-px canvas; on another canvas they scale with its side (bins_for).
+DISTANCE_BINS = (0, 10, 14, 18, 22, 26, 32, 80)  # between the two digit centres (80 is far)
+SIZE_BINS = (0, 16, 19, 21, 23, 25, 27, 29, 40)  # a digit's side, or a pair's mean side (own family: up to 28)
 IOU_BINS = (0, 1e-9, 0.1, 0.3, 0.5, 1.01)  # overlap of the two digits' boxes; the first bin is "disjoint"
+FEW = 20  # a bin of fewer scenes is drawn hollow, with its count: its share is a coarse estimate
+
+
+def bins_for(edges, canvas_size):
+    """Pixel bin edges given for a 50-px canvas, scaled to `canvas_size` (whole pixels; unchanged at 50)."""
+    if canvas_size == 50:
+        return edges
+    scaled = [round(e * canvas_size / 50) for e in edges]
+    return tuple(sorted(set(scaled)))
 
 
 def two_digit_table(params, config, scenes):
@@ -84,24 +96,46 @@ def explanation_gains(params, config, scenes):
     return {"oracle": oracle - one, "model": own_two - one}
 
 
+def _bins(table, key, edges):
+    """The non-empty bins of table[key]: [(low, high, mask)]."""
+    masks = [(low, high, (table[key] >= low) & (table[key] < high)) for low, high in zip(edges[:-1], edges[1:])]
+    return [(low, high, inside) for low, high, inside in masks if inside.any()]
+
+
 def binned(table, key, edges, right=2):
     """[(low, high, n, share counted `right`, share counted one fewer, share counted more)] over the bins of
     table[key]: for two-digit scenes counted as two, merged and split; for one-digit ones, as one, none and split."""
     rows = []
-    for low, high in zip(edges[:-1], edges[1:]):
-        inside = (table[key] >= low) & (table[key] < high)
-        n = int(inside.sum())
-        if n:
-            c = table["count"][inside]
-            rows.append((low, high, n, float(np.mean(c == right)), float(np.mean(c == right - 1)),
-                         float(np.mean(c > right))))
+    for low, high, inside in _bins(table, key, edges):
+        c = table["count"][inside]
+        rows.append((low, high, int(inside.sum()), float(np.mean(c == right)), float(np.mean(c == right - 1)),
+                     float(np.mean(c > right))))
     return rows
+
+
+def bin_centres(table, key, edges):
+    """The mean of table[key] inside each non-empty bin, where binned's rows are drawn: an open-ended bin such as
+    0-16 px is drawn where its scenes are, not at its midpoint."""
+    return [float(np.mean(table[key][inside])) for _, _, inside in _bins(table, key, edges)]
+
+
+def default_out(runs):
+    """RUN/merges for one run; several runs need --out, so that one call never overwrites another's files."""
+    from air.checkpoint import CheckpointError, checkpoint_path
+    if len(runs) > 1:
+        raise UsageError("--out: give a folder when scoring several runs (one run's default is RUN/merges)")
+    try:
+        return checkpoint_path(runs[0]).parent / "merges"
+    except CheckpointError as e:
+        raise UsageError(f"RUN: {e}") from None
 
 
 def main(argv=None):
     parser = Parser(prog="python -m experiments.merges", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their checkpoint.npz)")
-    parser.add_argument("--out", default="runs/merges", help="folder for merges.csv and merges.png")
+    parser.add_argument("--out", default=None,
+                        help="folder for the csv files and figures (default, for one run: RUN/merges)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier call in --out")
     parser.add_argument("--label", default=None, help="comma-separated names of the runs in the figure")
     parser.add_argument("--gains", action="store_true",
                         help="also write gains.csv and gains.png: how much the ELBO prefers two windows to one")
@@ -112,9 +146,10 @@ def main(argv=None):
         raise UsageError(f"--label: {len(labels)} names for {len(args.runs)} runs")
 
     from air.checkpoint import CheckpointError, load_checkpoint
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results, singles, gains = {}, {}, {}
+    out = Path(args.out) if args.out else default_out(args.runs)
+    if (out / "merges.csv").exists() and not args.overwrite:
+        raise UsageError(f"--out: {out} already holds merges.csv; pass --overwrite to replace it, or another --out")
+    results, singles, gains, centres = {}, {}, {}, {}
     for label, path in zip(labels, args.runs):
         try:
             params, config = load_checkpoint(path)
@@ -122,11 +157,14 @@ def main(argv=None):
             raise UsageError(f"RUN: {e}") from None
         config = scene_family(config, args)
         scenes = load_data(config, quiet=True).test
+        distance_bins, size_bins = (bins_for(e, config.canvas_size) for e in (DISTANCE_BINS, SIZE_BINS))
         table = two_digit_table(params, config, scenes)
-        results[label] = {"distance": binned(table, "distance", DISTANCE_BINS), "size": binned(table, "size", SIZE_BINS),
+        results[label] = {"distance": binned(table, "distance", distance_bins), "size": binned(table, "size", size_bins),
                           "iou": binned(table, "iou", IOU_BINS)}
         single = one_digit_table(params, config, scenes)
-        singles[label] = binned(single, "size", SIZE_BINS, right=1)
+        singles[label] = binned(single, "size", size_bins, right=1)
+        centres[label] = {"distance": bin_centres(table, "distance", distance_bins),
+                          "size": bin_centres(table, "size", size_bins), "single": bin_centres(single, "size", size_bins)}
         print(f"{label}: {len(table['count'])} two-digit scenes, counted as two {np.mean(table['count'] == 2):.3f}, "
               f"merged {np.mean(table['count'] == 1):.3f}, split {np.mean(table['count'] >= 3):.3f}; "
               f"{len(single['count'])} one-digit scenes, split {np.mean(single['count'] >= 2):.3f}", flush=True)
@@ -137,6 +175,7 @@ def main(argv=None):
                 g = gains[label][key]
                 print(f"{label}: median ELBO gain of {key} two windows over one, merged scenes "
                       f"{_median(g[merged])}, counted as two {_median(g[table['count'] == 2])} nats", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
     with open(out / "merges.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["run", "by", "low", "high", "n", "counted_two", "merged", "split"])
@@ -148,7 +187,7 @@ def main(argv=None):
         writer.writerow(["run", "low", "high", "n", "counted_one", "missed", "split"])
         for label, rows in singles.items():
             writer.writerows([label, *row] for row in rows)
-    _plot(results, singles, out / "merges.png")
+    _plot(results, singles, centres, out / "merges.png")
     print(f"results: {out / 'merges.csv'}, {out / 'splits.csv'}; figure: {out / 'merges.png'}", flush=True)
     if gains:
         with open(out / "gains.csv", "w", newline="") as f:
@@ -166,17 +205,27 @@ def _median(values):
     return f"{np.median(values):.1f}" if len(values) else "n/a"
 
 
-def _plot(results, singles, path):
+def _plot(results, singles, centres, path):
+    """Three panels, a line a run: each bin's share drawn at the mean value of its scenes; a bin of fewer than FEW
+    scenes hollow, with its count beside it."""
     from matplotlib.figure import Figure
     two = "two-digit scenes counted as two"
-    panels = (("distance between the digit centres (px)", two, {k: by["distance"] for k, by in results.items()}),
-              ("mean digit side (px)", two, {k: by["size"] for k, by in results.items()}),
-              ("digit side (px)", "one-digit scenes counted as one", singles))
+    panels = (("distance between the digit centres (px)", two, "distance",
+               {k: by["distance"] for k, by in results.items()}),
+              ("mean digit side (px)", two, "size", {k: by["size"] for k, by in results.items()}),
+              ("digit side (px)", "one-digit scenes counted as one", "single", singles))
     fig = Figure(figsize=(13, 3.4))
-    for i, (xlabel, ylabel, lines) in enumerate(panels):
+    for i, (xlabel, ylabel, key, lines) in enumerate(panels):
         ax = fig.add_subplot(1, 3, i + 1)
         for label, rows in lines.items():  # rows: (low, high, n, share right, ...)
-            ax.plot([(r[0] + r[1]) / 2 for r in rows], [r[3] for r in rows], "o-", label=label)
+            x, y = centres[label][key], [r[3] for r in rows]
+            line, = ax.plot(x, y, "-", label=label)
+            for xi, yi, r in zip(x, y, rows):
+                few = r[2] < FEW
+                ax.plot(xi, yi, "o", color=line.get_color(), markerfacecolor="white" if few else line.get_color())
+                if few:
+                    ax.annotate(f"n={r[2]}", (xi, yi), textcoords="offset points", xytext=(3, -9), fontsize=6,
+                                color=line.get_color())
         low = min((r[3] for rows in lines.values() for r in rows), default=0.0)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)

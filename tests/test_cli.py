@@ -436,15 +436,25 @@ def test_merges_bins_the_two_digit_scenes(tmp_path, mnist_dir, monkeypatch, caps
     monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
     run_dir = tmp_path / "run"
     assert cli.run(train.main, [*TINY_FLAGS, "--out", str(run_dir), "--no-figures", "--quiet"]) == 0
-    out = tmp_path / "merges"
-    assert cli.run(merges.main, [str(run_dir), "--out", str(out), "--n-test", "90"]) == 0
+    out = run_dir / "merges"  # one run's default folder
+    assert cli.run(merges.main, [str(run_dir), "--n-test", "90"]) == 0
     with open(out / "merges.csv") as f:
         rows = list(csv.DictReader(f))
     scenes = air_train.build_datasets(dataclasses.replace(air.preset("seed"), n_test=90), data.load_mnist()).test
     for by in ("distance", "size"):  # every two-digit scene falls in exactly one bin, and the shares add up
         assert sum(int(r["n"]) for r in rows if r["by"] == by) == int(np.sum(scenes.counts == 2))
-        for r in rows:
-            assert float(r["counted_two"]) + float(r["merged"]) + float(r["split"]) <= 1.0 + 1e-9
+    # The 32-px canvas has its own pixel bins (the 50-px ones scaled): no bin starts above the canvas's digits.
+    edges = merges.bins_for(merges.SIZE_BINS, 32)
+    assert edges == (0, 10, 12, 13, 15, 16, 17, 19, 26)
+    assert {(float(r["low"]), float(r["high"])) for r in rows if r["by"] == "size"} <= set(zip(edges[:-1], edges[1:]))
+    # A second call does not overwrite the first silently; several runs need a folder of their own.
+    assert cli.run(merges.main, [str(run_dir), "--n-test", "90"]) == 2
+    assert "already holds merges.csv" in capsys.readouterr().err
+    assert cli.run(merges.main, [str(run_dir), "--n-test", "90", "--overwrite"]) == 0
+    assert cli.run(merges.main, [str(run_dir), str(run_dir), "--n-test", "90"]) == 2
+    assert "--out" in capsys.readouterr().err
+    for r in rows:
+        assert float(r["counted_two"]) + float(r["merged"]) + float(r["split"]) <= 1.0 + 1e-9
     with open(out / "splits.csv") as f:
         singles = list(csv.DictReader(f))
     assert sum(int(r["n"]) for r in singles) == int(np.sum(scenes.counts == 1))
@@ -487,7 +497,7 @@ def test_merges_gains_price_two_windows_against_one(tmp_path, mnist_dir, monkeyp
     assert (out / "gains.png").stat().st_size > 1000
     seed_dir = tmp_path / "seed"
     assert cli.run(train.main, [*TINY_FLAGS, "--out", str(seed_dir), "--no-figures", "--quiet"]) == 0
-    assert cli.run(merges.main, [str(seed_dir), "--out", str(out), "--n-test", "90", "--gains"]) == 2
+    assert cli.run(merges.main, [str(seed_dir), "--out", str(out), "--n-test", "90", "--gains", "--overwrite"]) == 2
     assert "glimpse encoder" in capsys.readouterr().err
 
 
