@@ -45,7 +45,7 @@ def save_checkpoint(path, *, params, best_params, adam, rng_state, config, histo
 def checkpoint_path(path):
     """The checkpoint file of a run folder, or the file itself; CheckpointError if there is none."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or (not path.exists() and path.suffix != ".npz"):  # a run folder, there or not
         path = path / CHECKPOINT
     if not path.exists():
         where = path.parent if path.name == CHECKPOINT else path

@@ -139,6 +139,22 @@ class Config:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+# The Config's sections in field order, by their first field: the command line's --help groups its flags so.
+SECTIONS = (("scenes", "canvas_size"), ("guide and generative model", "max_steps"), ("objective", "recon_weight"),
+            ("optimisation", "n_epochs"))
+
+
+def sections():
+    """[(title, [field names])] in field order, as SECTIONS divides the Config."""
+    starts = {first: title for title, first in SECTIONS}
+    out = []
+    for f in dataclasses.fields(Config):
+        if f.name in starts:
+            out.append((starts[f.name], []))
+        out[-1][1].append(f.name)
+    return out
+
+
 # The string fields and their allowed values, from their metadata (the command line offers them as choices).
 CHOICES = {f.name: f.metadata["choices"] for f in dataclasses.fields(Config) if "choices" in f.metadata}
 

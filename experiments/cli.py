@@ -23,7 +23,42 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message):
-        raise UsageError(message)
+        raise UsageError(message + self._suggestion(message))
+
+    def _suggestion(self, message):
+        """'; did you mean --n-epochs?' for an unrecognised flag close to a known one (else '')."""
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        import difflib
+        known = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
+        for word in message.split(":", 1)[1].split():
+            flag = word.split("=", 1)[0]
+            if flag.startswith("--"):
+                close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+                if not close:  # a flag that is part of a known one, as --epochs of --n-epochs
+                    close = [k for k in known if k.endswith("-" + flag[2:])][:1]
+                if close:
+                    return f"; did you mean {close[0]}?"
+        return ""
+
+    def format_usage(self):
+        self._compact_usage()
+        return super().format_usage()
+
+    def format_help(self):
+        self._compact_usage()
+        return super().format_help()
+
+    def _compact_usage(self):
+        """With Config flags, the usage line lists the script's own flags and stands for the rest (over a hundred
+        lines otherwise); --help lists them below, grouped by the Config's sections."""
+        fields = {f.name for f in dataclasses.fields(Config)}
+        if self.usage is not None or not any(a.dest in fields for a in self._actions):
+            return
+        formatter = self._get_formatter()
+        formatter.add_usage(None, [a for a in self._actions if a.dest not in fields], [])
+        text = formatter.format_help().strip().removeprefix("usage: ")
+        self.usage = text.replace("%", "%%") + " [--CONFIG-FIELD VALUE ...]"
 
     def parse_known_args(self, args=None, namespace=None):
         # argparse reads a value such as "-1.5,-0.3" (a tuple field with a negative first number) as an
@@ -98,27 +133,38 @@ def preset_help(what, default):
 
 
 def add_run_flags(parser, default_out):
-    """The flags every training script shares besides the Config fields: preset, run folder, output."""
-    parser.add_argument("--preset", default="seed", help=preset_help("named configuration to start from", "seed"))
-    parser.add_argument("--out", default=None, help=f"run folder (default: {default_out})")
-    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
-    parser.add_argument("--quiet", action="store_true",
-                        help="no progress bar and no per-epoch lines; the final summary is still printed")
-    parser.add_argument("--no-figures", action="store_true", help="skip the six figures at the end of the run")
+    """The flags every training script shares besides the Config fields: preset, run folder, output. Returns their
+    group, for the script's own flags."""
+    group = parser.add_argument_group("the run: preset, folder and output")
+    group.add_argument("--preset", default="seed", help=preset_help("named configuration to start from", "seed"))
+    group.add_argument("--out", default=None, help=f"run folder (default: {default_out})")
+    group.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    group.add_argument("--quiet", action="store_true",
+                       help="no progress bar and no per-epoch lines; the final summary is still printed")
+    group.add_argument("--no-figures", action="store_true", help="skip the six figures at the end of the run")
+    return group
 
 
 def add_config_flags(parser):
-    """One flag per Config field, named after it (kl_what_weight -> --kl-what-weight), default from --preset."""
-    group = parser.add_argument_group("model and training (Config fields; defaults from --preset)")
-    for field in dataclasses.fields(Config):
-        flag = "--" + field.name.replace("_", "-")
-        comment = field.metadata["help"]
-        if field.name in CHOICES:
-            comment += f" [{' | '.join(CHOICES[field.name])}]"
-        kwargs = {"choices": CHOICES[field.name]} if field.name in CHOICES else {}
-        group.add_argument(flag, dest=field.name, type=_parse_value(field), default=argparse.SUPPRESS,
-                           metavar=field.name.upper(), help=f"{comment} (seed preset: {flag_text(field.default)})",
-                           **kwargs)
+    """One flag per Config field, named after it (kl_what_weight -> --kl-what-weight), default from --preset,
+    grouped by the Config's sections (scenes, guide and generative model, objective, optimisation)."""
+    from air.config import sections
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    for title, names in sections():
+        group = parser.add_argument_group(f"{title} (Config fields; defaults from --preset)")
+        for name in names:
+            _add_config_flag(group, fields[name])
+
+
+def _add_config_flag(group, field):
+    flag = "--" + field.name.replace("_", "-")
+    comment = field.metadata["help"]
+    if field.name in CHOICES:
+        comment += f" [{' | '.join(CHOICES[field.name])}]"
+    kwargs = {"choices": CHOICES[field.name]} if field.name in CHOICES else {}
+    group.add_argument(flag, dest=field.name, type=_parse_value(field), default=argparse.SUPPRESS,
+                       metavar=field.name.upper(), help=f"{comment} (seed preset: {flag_text(field.default)})",
+                       **kwargs)
 
 
 def config_from_args(args):

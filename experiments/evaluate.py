@@ -1,7 +1,9 @@
 """Score a trained run on held-out test scenes: python -m experiments.evaluate RUN (or --pretrained NAME)
 
-Prints count accuracy, per-count accuracy, the confusion matrix, reconstruction MSE and the IoU of the
-attention windows with the ground-truth digit boxes; --json prints the same as JSON.
+Prints count accuracy with its binomial standard error and the number of scenes, per-count accuracy, the
+confusion matrix, reconstruction MSE and the IoU of the attention windows with the ground-truth digit boxes;
+--json prints the same as JSON. A run is scored on its own n_test scenes (1,000 for the presets), a shipped model on
+as many as its card quotes (5,000); --n-test chooses another number.
 
 The scenes are the run's own held-out family unless told otherwise: --digit-size, --overlap, --max-digits and
 --n-test draw another family from the same held-out digits without retraining, e.g. Pyro's multi-MNIST scale
@@ -27,15 +29,19 @@ def main(argv=None):
 
     from air.metrics import evaluate
     params, config = load_model(args)
+    if args.pretrained and args.n_test is None and args.split == "test" and _own_family(args):
+        args.n_test = _card_scenes(args.pretrained)  # the card's own-family figure is scored on as many
     config = scene_family(config, args)
     datasets = load_data(config, quiet=args.quiet or args.json)
     scenes = getattr(datasets, args.split)
     scores = evaluate(params, config, scenes)
+    scores.update(n_scenes=len(scenes), count_acc_stderr=stderr(scores["count_acc"], len(scenes)))
     if args.json:
         print(json.dumps(scores, indent=2))
         return 0
-    print(f"{args.split} scenes: {len(scenes)}")
-    print(f"count accuracy   {scores['count_acc']:.4f}")
+    print(f"{args.split} scenes: {len(scenes)} (--n-test N scores another number)")
+    print(f"count accuracy   {scores['count_acc']:.4f} +- {scores['count_acc_stderr']:.4f}   (binomial standard "
+          f"error over {len(scenes)} scenes)")
     print("per-count acc    " + "  ".join(f"{i}: {a:.3f}" for i, a in enumerate(scores["per_class_acc"])))
     print(f"recon MSE        {scores['recon_mse']:.5f}")
     print(f"box IoU          {scores['box_iou']:.3f}   (digits of correctly counted scenes)")
@@ -43,6 +49,21 @@ def main(argv=None):
     for i, row in enumerate(scores["confusion"]):
         print(f"  {i}: " + " ".join(f"{v:5d}" for v in row))
     return 0
+
+
+def stderr(accuracy, n):
+    """The binomial standard error of an accuracy measured on n scenes."""
+    return float((accuracy * (1.0 - accuracy) / n) ** 0.5) if n else float("nan")
+
+
+def _own_family(args):
+    return args.digit_size is None and args.overlap is None and args.max_digits is None
+
+
+def _card_scenes(name):
+    """How many test scenes the shipped model's card scored its own family on."""
+    from air.shipped import card
+    return int(card(name)["test"]["own"]["n_test"])
 
 
 def load_model(args):

@@ -11,8 +11,8 @@ from experiments.cli import (Parser, UsageError, add_config_flags, add_run_flags
 
 def parse_args(argv):
     parser = Parser(prog="python -m experiments.train", description=__doc__.splitlines()[0])
-    add_run_flags(parser, "runs/<preset>-seed<seed>")
-    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    run_flags = add_run_flags(parser, "runs/<preset>-seed<seed>")
+    run_flags.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     add_config_flags(parser)
     return parser.parse_args(argv)
 

@@ -47,6 +47,8 @@ def exit_and_error(capsys, main, argv):
     (["--pres-prior", "0.5,0.4"], "--pres-prior", "one probability per step"),
     (["--kl-what-weight", "nan"], "--kl-what-weight", "must be finite"),
     (["--no-such-flag"], "--no-such-flag", "unrecognized"),
+    (["--epochs", "3"], "--epochs", "did you mean --n-epochs?"),
+    (["--lrr", "0.1"], "--lrr", "did you mean --lr?"),
     (["--train-counts", "0,x"], "--train-counts", "expected comma-separated ints"),
     (["--train-counts", "0,3"], "--train-counts", "must be counts between 0 and max_digits (2)"),
 ])
@@ -131,6 +133,7 @@ def test_tuple_flags_take_negative_numbers():
 def test_evaluate_names_a_missing_run(capsys, tmp_path):
     status, err = exit_and_error(capsys, evaluate.main, [str(tmp_path / "missing")])
     assert status == 2 and len(err.splitlines()) == 1 and "no checkpoint found" in err
+    assert f"(expected {tmp_path / 'missing' / 'checkpoint.npz'})" in err  # the file it looked for, not the folder
 
 
 def test_train_then_evaluate_end_to_end(tmp_path, mnist_dir):
@@ -174,6 +177,16 @@ def test_help_lists_every_seed_flag():
                  "--batch-size", "--lr", "--kl-what-weight", "--kl-pres-weight", "--preset", "--out", "--resume",
                  "--dtype", "--quiet", "--no-figures"):
         assert re.search(rf"{flag}\b", text), flag
+    # The flags are grouped: the run's own first, then the Config's sections, each flag in its own section.
+    titles = ["the run: preset, folder and output"] + [f"{title} (Config fields; defaults from --preset)"
+                                                        for title, _ in air.config.sections()]
+    starts = [text.index(f"\n{title}:\n") for title in titles]
+    assert starts == sorted(starts)
+    assert starts[1] < text.index("--canvas-size") < starts[2] < text.index("--what-dim") < starts[3]
+    assert starts[3] < text.index("--kl-what-weight") < starts[4] < text.index("--batch-size")
+    assert text.index("--resume") < starts[1]
+    usage = text.split("\n\n")[0]
+    assert "--CONFIG-FIELD VALUE" in usage and "--what-dim" not in usage  # the usage line stays short
 
 
 def test_ci_runs_the_readme_test_command():

@@ -129,6 +129,13 @@ def test_evaluate_and_visualize_take_a_shipped_model(tiny_run, models, tmp_path,
     assert cli.run(evaluate.main, ["--pretrained", "tiny", "--json", "--n-test", "40"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["count_acc"] == pytest.approx(shipped.card("tiny")["test"]["own"]["count_acc"])
+    # Without --n-test a shipped model is scored on as many scenes as its card, and the text names them and the
+    # standard error.
+    assert cli.run(evaluate.main, ["--pretrained", "tiny"]) == 0
+    printed = capsys.readouterr().out
+    acc = shipped.card("tiny")["test"]["own"]["count_acc"]
+    assert "test scenes: 40 " in printed
+    assert f"count accuracy   {acc:.4f} +- {(acc * (1 - acc) / 40) ** 0.5:.4f}" in printed
     out = tmp_path / "figures"
     assert cli.run(visualize.main, ["--pretrained", "tiny", "--out", str(out), "--quiet"]) == 0
     assert sorted(p.stem for p in out.glob("*.png")) == ["attention", "count_confusion", "patches",
