@@ -6,7 +6,7 @@ import pytest
 import air
 from air.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from air.optim import adam_init
-from air.tree import Layout
+from air.tree import Layout, leaves
 
 
 @pytest.fixture
@@ -25,6 +25,36 @@ def test_a_checkpoint_reads_back(checkpoint, tiny_config):
     assert state["config"] == tiny_config and state["epoch"] == 0 and state["best"]["epoch"] == 1
     assert state["adam"]["step"] == 0 and state["average_params"] is None
     assert read_checkpoint(checkpoint.parent)["config"] == tiny_config  # the run folder names it too
+
+
+def assert_same_leaves(got, want):
+    """Two parameter trees hold the same paths and bit-identical arrays of the same dtype."""
+    got, want = dict(leaves(got)), dict(leaves(want))
+    assert got.keys() == want.keys()
+    for path in want:
+        assert got[path].dtype == want[path].dtype and np.array_equal(got[path], want[path]), f"{path} differs"
+
+
+def test_a_checkpoint_round_trip_returns_every_array_it_was_given(tmp_path, tiny_config):
+    """Current, best and averaged parameters and Adam's moments all differ here, so an entry written or read
+    in another's place shows."""
+    params, best, average = (air.init_params(np.random.default_rng(seed), tiny_config) for seed in (0, 1, 2))
+    flat = Layout(params).flatten(params)
+    rng = np.random.default_rng(3)
+    adam = {"step": 7, "params": flat, "m": rng.normal(size=flat.shape).astype(flat.dtype),
+            "v": rng.random(flat.shape).astype(flat.dtype)}
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, params=params, best_params=best, adam=adam, rng_state=rng.bit_generator.state,
+                    config=tiny_config, history=[{"epoch": 1}], epoch=1, best={"val_count_acc": 0.5, "epoch": 1},
+                    complete=False, signal_stats=[0.25, 2.0], average_params=average)
+    state = read_checkpoint(path)
+    assert_same_leaves(state["params"], params)
+    assert_same_leaves(state["best_params"], best)
+    assert_same_leaves(state["average_params"], average)
+    for key in ("m", "v"):
+        assert state["adam"][key].dtype == flat.dtype and np.array_equal(state["adam"][key], adam[key]), key
+    assert state["adam"]["step"] == 7 and state["rng_state"] == rng.bit_generator.state
+    assert state["history"] == [{"epoch": 1}] and state["signal_stats"] == [0.25, 2.0]
 
 
 def flip_byte(raw, where):

@@ -400,6 +400,47 @@ def test_rejected_overlap_keeps_the_ink_of_digits_apart():
     np.testing.assert_array_equal(apart.counts, crossed.counts)
 
 
+def grey_l_digit():
+    """A 28x28 'digit' whose ink fills a corner of its box only: a stroke at 0.6 (two of them sum to 1.2) and a
+    faint foot at 0.3 (on a stroke: 0.9, on another foot: 0.6); the upper right is empty."""
+    image = np.zeros((1, 28, 28), np.uint8)
+    image[0, 2:26, 2:8] = 153  # 0.6
+    image[0, 20:26, 8:26] = 77  # 0.302
+    return Digits(image, np.array([7]))
+
+
+def ink_layers(scenes, source):
+    """(n, K, H, W): each digit's own ink on the canvas, the source pasted at its box (28-px boxes: no resizing)."""
+    n, k = scenes.boxes.shape[:2]
+    size = scenes.images.shape[-1]
+    layers = np.zeros((n, k, size, size))
+    for i, j in zip(*np.nonzero(scenes.labels >= 0)):
+        x0, y0, x1, y1 = scenes.boxes[i, j].astype(int)
+        layers[i, j, y0:y1, x0:x1] = source * (1 / 255)
+    return layers
+
+
+def test_rejected_overlap_keeps_grey_ink_from_summing_above_one_but_lets_boxes_and_faint_ink_cross():
+    # The rule is Pyro's: a position is redrawn while some pixel's two intensities sum above 1, nothing stricter.
+    # Grey strokes pile to 1.2 (so a threshold above 1.2 would let them through), and most of each box is empty,
+    # so boxes, and even a stroke and a faint foot (0.9), may share pixels (a rule rejecting any ink inside
+    # another digit's box, or crossing boxes, would forbid that).
+    digit = grey_l_digit()
+    kwargs = dict(n=300, canvas_size=64, digit_size=(14, 14), counts=np.full(300, 2), dtype=np.float64)  # 28 px
+    crossed = make_scenes(np.random.default_rng(5), digit, **kwargs)
+    apart = make_scenes(np.random.default_rng(5), digit, overlap="rejected", **kwargs)
+    assert np.all(apart.boxes[..., 2] - apart.boxes[..., 0] == 28)
+    summed = lambda scenes: ink_layers(scenes, digit.images[0]).sum(axis=1).max(axis=(1, 2))
+    assert (summed(crossed) > 1.1).mean() > 0.1, "the allowed scenes should pile strokes to 1.2 now and then"
+    worst = summed(apart)
+    assert worst.max() <= 1.0, f"rejected overlap left {np.sum(worst > 1.0)} scenes whose ink sums to {worst.max()}"
+    layers = ink_layers(apart, digit.images[0])
+    np.testing.assert_allclose(apart.images, layers.max(axis=1), rtol=0, atol=1e-12)  # the boxes tell the ink
+    shared = np.any((layers[:, 0] > 0) & (layers[:, 1] > 0), axis=(1, 2))
+    assert shared.mean() > 0.3, f"only {shared.mean():.0%} of the scenes let faint ink cross another digit's ink"
+    assert boxes_intersect(apart).mean() > 0.6, "rejected overlap should still let boxes cross where ink does not pile"
+
+
 def test_rejected_overlap_gives_up_politely_when_digits_cannot_fit_apart():
     # Two 32-px digits on a 32-px canvas must overlap: after PLACEMENT_TRIES draws the scene is still made.
     solid = Digits(np.full((1, 28, 28), 255, np.uint8), np.array([3]))

@@ -109,6 +109,27 @@ def test_infer_on_sequential_networks(inference):
     assert out["boxes"].shape == (5, config.max_steps, 4)
 
 
+def test_infer_composes_the_present_canvases_by_config_composition():
+    """infer's recon is the pixelwise maximum of the present steps' canvases with composition="max" (how the seed's
+    scenes paste digits), which differs from their sum where windows overlap, and the sum with "sum"."""
+    from air.guide import head_width
+    config = small_config(composition="max")
+    params, images, _ = problem(config, batch=4)
+    # Presence logits pinned to (8, 8, -8): the first two steps present, the third absent, in every scene.
+    logit_columns = np.arange(config.max_steps) * head_width(config)
+    params["heads"]["w"][:, logit_columns] = 0.0
+    params["heads"]["b"][logit_columns] = [8.0, 8.0, -8.0]
+    out = air.infer(params, config, images)
+    assert np.array_equal(out["count"], [2, 2, 2, 2])
+    first, second = out["canvases"][:, 0], out["canvases"][:, 1]
+    np.testing.assert_array_equal(out["recon"], np.maximum(first, second))
+    both = (first > 0.01) & (second > 0.01)  # the windows start near the centre, so they overlap
+    assert both.sum() > 100
+    assert np.all(out["recon"][both] < (first + second)[both] - 0.01), "max composition should not add the canvases"
+    summed = air.infer(params, small_config(composition="sum"), images)
+    np.testing.assert_allclose(summed["recon"], first + second, rtol=1e-12, atol=1e-15)
+
+
 def assert_leafwise_finite_differences(f, params, rel=1e-6, eps=1e-6):
     """Central differences of f along a random unit direction per parameter leaf against autograd's gradient.
 
@@ -176,9 +197,32 @@ def test_stochastic_where_gradient_matches_finite_differences(inference, estimat
     assert_leafwise_finite_differences(f, params)
 
 
-def test_seed_noise_stream_is_unchanged_by_the_new_switches():
-    noise = air.sample_noise(np.random.default_rng(0), air.preset("seed"), 4)
-    assert set(noise) == {"what", "gumbel"}
+@pytest.mark.parametrize("changes", [{}, {"pres_estimator": "enumerate"},
+                                     {"pres_estimator": "reinforce", "z_where": "stochastic", "dtype": "float64"}])
+def test_seed_noise_stream_is_unchanged_by_the_new_switches(changes):
+    """sample_noise's values, drawn again here in the documented order (air.objective.sample_noise): uniforms
+    (B, T) in [1e-6, 1 - 1e-6] first, whatever the estimator; z_what's standard normals (B, T, D); the estimator's
+    own (relaxed: logistic noise log(u / (1 - u)) of those uniforms; REINFORCE: fresh uniforms (B, T)); then z_where's
+    standard normals (B, T, 3) if stochastic. Nothing else is drawn: the generator ends where these draws leave it,
+    so a reordered, added or dropped draw changes the seed's runs and fails here."""
+    config = dataclasses.replace(air.preset("seed"), **changes)
+    b, t, d, dtype = 4, config.max_steps, config.what_dim, np.dtype(config.dtype)
+    rng = np.random.default_rng(0)
+    noise = air.sample_noise(rng, config, b)
+    mirror = np.random.default_rng(0)
+    uniforms = mirror.uniform(1e-6, 1 - 1e-6, size=(b, t))
+    expected = {"what": mirror.standard_normal((b, t, d))}
+    if config.pres_estimator == "relaxed":
+        expected["gumbel"] = np.log(uniforms / (1 - uniforms))
+    if config.pres_estimator == "reinforce":
+        expected["pres"] = mirror.uniform(size=(b, t))
+    if config.z_where == "stochastic":
+        expected["where"] = mirror.standard_normal((b, t, 3))
+    assert set(noise) == set(expected)
+    for name, values in expected.items():
+        assert noise[name].dtype == dtype and noise[name].shape == values.shape, name
+        np.testing.assert_allclose(noise[name], values, rtol=1e-6, atol=1e-6, err_msg=name)
+    assert rng.bit_generator.state == mirror.bit_generator.state, "sample_noise drew more or less than documented"
 
 
 def test_tanh_scale_bound_keeps_a_gradient_where_the_clip_has_none():

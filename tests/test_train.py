@@ -58,6 +58,39 @@ def test_best_epoch_parameters_are_restored(tiny_config, mnist, tmp_path):
     assert metrics["best_val_count_acc"] == max(h["val_count_acc"] for h in metrics["history"])
 
 
+def test_the_checkpoint_keeps_the_best_epochs_parameters_not_the_last(tiny_config, mnist, tmp_path, monkeypatch):
+    """With validation accuracies scripted to 0.2, 0.9, 0.5, the best parameters are those at the end of epoch 2:
+    the checkpoint's best_params (which load_checkpoint and the test score use) hold them, its params the last."""
+    real_evaluate = air_train.evaluate
+    scripted = [0.2, 0.9, 0.5]
+    calls = []
+
+    def evaluate(params, config, scenes):
+        scores = real_evaluate(params, config, scenes)
+        calls.append(1)
+        if len(calls) <= len(scripted):  # the validation of each epoch; final_metrics' own calls stay real
+            scores["count_acc"] = scripted[len(calls) - 1]
+        return scores
+
+    monkeypatch.setattr(air_train, "evaluate", evaluate)
+    steps = air.schedules.steps_per_epoch(tiny_config)
+    seen = {}
+    metrics = run(tiny_config, mnist, tmp_path / "run", on_step=lambda step, params: seen.update({step: params()}))
+    assert [h["val_count_acc"] for h in metrics["history"]] == scripted
+    assert metrics["best_epoch"] == 2 and metrics["best_val_count_acc"] == 0.9
+    state = read_checkpoint(tmp_path / "run")
+    assert state["best"] == {"val_count_acc": 0.9, "epoch": 2}
+    assert_trees_equal(state["best_params"], seen[2 * steps])
+    assert_trees_equal(state["params"], seen[3 * steps])
+    assert any(not np.array_equal(x, y) for (_, x), (_, y) in zip(leaves(seen[2 * steps]), leaves(seen[3 * steps]))), \
+        "epoch 3 should have moved the parameters"
+    params, _ = air.load_checkpoint(tmp_path / "run")
+    assert_trees_equal(params, seen[2 * steps])
+    scenes = air_train.build_datasets(tiny_config, mnist).test
+    assert metrics["test_count_acc"] == np.mean(air.infer(seen[2 * steps], tiny_config, scenes.images)["count"]
+                                                == scenes.counts)
+
+
 @pytest.mark.parametrize("stop_at, changes", [
     (6, {}),  # in the middle of epoch 2
     (8, {}),  # exactly at its end
