@@ -278,13 +278,20 @@ RUN_FILES = ("config.json", "metrics.json")  # a run's small files: what a publi
 
 def publish(out, target, files=("results.csv", "sweep.png")):
     """Copy a finished sweep's small files into `target` (a folder to commit, e.g. docs/results/NAME): `files` of
-    the sweep folder, and each run's config.json and metrics.json; never a checkpoint. Returns the file count."""
+    the sweep folder, and each run's config.json and metrics.json; never a checkpoint. Returns the file count.
+
+    Two sweeps may publish into one folder (presets_5seeds.toml and paper_reinforce_5seeds.toml both do): a
+    results.csv already in `target` keeps its rows of runs this sweep does not have, so each sweep replaces
+    only its own rows."""
     out, target = Path(out), Path(target)
     copied = 0
     for name in files:
         if (out / name).is_file():
             target.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(out / name, target / name)
+            if name == "results.csv" and (target / name).is_file():
+                _merge_results(out / name, target / name)
+            else:
+                shutil.copyfile(out / name, target / name)
             copied += 1
     for folder in sorted(p for p in out.iterdir() if (p / "metrics.json").is_file()):
         (target / folder.name).mkdir(parents=True, exist_ok=True)
@@ -293,6 +300,27 @@ def publish(out, target, files=("results.csv", "sweep.png")):
                 shutil.copyfile(folder / name, target / folder.name / name)
                 copied += 1
     return copied
+
+
+def _merge_results(new, old):
+    """Write the rows of results.csv `new` over results.csv `old`, keeping old's rows of runs `new` lacks; the
+    columns are new's, then any only old has. With no row to keep, old becomes a byte-for-byte copy of new."""
+    with open(new, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = list(reader.fieldnames), list(reader)
+    with open(old, newline="") as f:
+        reader = csv.DictReader(f)
+        old_fields, old_rows = list(reader.fieldnames or []), list(reader)
+    runs = {row["run"] for row in rows}
+    kept = [row for row in old_rows if row.get("run") not in runs]
+    if not kept:
+        shutil.copyfile(new, old)
+        return
+    fields += [field for field in old_fields if field not in fields]
+    with open(old, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(sorted(rows + kept, key=lambda row: row["run"]))
 
 
 def main(argv=None):
@@ -308,7 +336,8 @@ def main(argv=None):
     parser.add_argument("--dry-run", action="store_true", help="list the runs and stop")
     parser.add_argument("--publish", default=None, metavar="DIR",
                         help="when every run is complete, copy results.csv, sweep.png and each run's config.json and "
-                             "metrics.json into DIR (e.g. docs/results/NAME), to commit")
+                             "metrics.json into DIR (e.g. docs/results/NAME), to commit; a results.csv already in DIR "
+                             "keeps its rows of runs this sweep does not have")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         raise UsageError(f"--jobs: must be positive, got {args.jobs}")

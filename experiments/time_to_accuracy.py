@@ -3,7 +3,7 @@
 Trains like experiments.train (the same flags) and records, after every epoch, the wall time and the validation
 count accuracy, and every --test-every epochs the test count accuracy of the current parameters (the scored ones:
 their running average when the preset averages). Writes curve.csv and curve.png into the run folder; the figure
-shows Pyro's AIR example beside it, as measured on this project's reference 2-core CPU (its training images).
+shows Pyro's AIR example beside it (PYRO_CPU below: an outside measurement, not a result of this repository).
 """
 import csv
 import sys
@@ -13,7 +13,9 @@ from pathlib import Path
 from experiments.cli import (Parser, add_config_flags, add_run_flags, check_run_folder, claim_run_folder,
                              config_from_args, load_data, run)
 
-# Pyro's examples/air on the reference CPU: (minutes, count accuracy on its training images).
+# Pyro's examples/air on the reference 2-core CPU: (minutes, count accuracy on its training images). An outside
+# measurement: three points typed in by hand; the run of Pyro's own example they come from left no log here, and
+# its Pyro version and commit are not recorded. No file of this repository holds it and nothing here re-runs it.
 PYRO_CPU = ((19, 0.89), (31, 0.95), (38, 0.969))
 
 
