@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+_HOW = "not installed: pip install -e '.[dev]' runs the notebook tests too"
+nbformat = pytest.importorskip("nbformat", reason=f"nbformat {_HOW}")
+nbclient = pytest.importorskip("nbclient", reason=f"nbclient {_HOW}")
+pytest.importorskip("ipykernel", reason=f"ipykernel {_HOW}")
 
 import air  # noqa: E402
 from experiments import sweep  # noqa: E402
