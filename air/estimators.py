@@ -6,13 +6,15 @@ differ. Each entry of ESTIMATORS holds
 - noise(rng, config, batch_size, uniforms): the estimator's own noise, drawn after the shared z_what noise;
   `uniforms` (B, T), in (0, 1), are drawn first for every estimator so the other streams never depend on
   which one runs;
-- terms(params, post, images, noise, config, prior, temperature, stats): the negative ELBO's terms summed over
-  the batch (recon, kl_what, kl_pres, and kl_where for a stochastic z_where), plus any surrogate whose value is
-  zero-mean but whose gradient the estimator needs (objective.objective_total adds it);
+- terms(params, post, images, noise, config, schedule): the negative ELBO's terms summed over the batch (recon,
+  kl_what, kl_pres, and kl_where for a stochastic z_where), plus any surrogate whose value is zero-mean but whose
+  gradient the estimator needs (objective.objective_total adds it); `schedule` (air.schedules.Schedule) holds
+  what changes during training, of which each reads what it needs (the count prior; the relaxed one its
+  temperature; REINFORCE its signal normaliser);
 - init_params(rng, config, dtype): parameters of its own (REINFORCE's baseline), drawn after the model's;
 - rates: {parameter group: Config field of its Adam learning rate} for groups that do not use config.lr;
 - update_stats(stats, terms, config) and normaliser(config, stats): running statistics kept by the trainer
-  across steps (NVIL's signal mean and sd), and what of them the next step's terms receive.
+  across steps (NVIL's signal mean and sd), and what of them the next step's Schedule carries (its `signal`).
 
 Adding an estimator is a new entry here and a new value of Config's `pres_estimator`, nothing else.
 """
@@ -55,10 +57,16 @@ def relaxed_gates(logit, noise, temperature):
     return np.exp(-np.cumsum(softplus_neg_x, axis=1))
 
 
-def _relaxed_terms(params, post, images, noise, config, prior, temperature, stats):
+def prior_probs(config, schedule):
+    """The schedule's per-step presence prior as an array of the run's dtype."""
+    return numpy.asarray(schedule.pres_prior, dtype=config.dtype)
+
+
+def _relaxed_terms(params, post, images, noise, config, schedule):
     """The seed's terms: squared error of the relaxed-gated scene, z_what KL of every step, z_pres KL of every
     step as the seed states it (or its reverse, config.pres_kl)."""
-    error = gated_scene(params, config, post, relaxed_gates(post["pres_logit"], noise, temperature)) - images
+    prior = prior_probs(config, schedule)
+    error = gated_scene(params, config, post, relaxed_gates(post["pres_logit"], noise, schedule.temperature)) - images
     mean, logvar, logit = post["what_mean"], post["what_logvar"], post["pres_logit"]
     kl_what = 0.5 * np.sum(what_kl_twice(mean, logvar))
     softplus = np.logaddexp(0.0, logit)  # -log(1 - q), with q = sigmoid(logit)
@@ -87,7 +95,7 @@ def _relaxed_terms(params, post, images, noise, config, prior, temperature, stat
 # --- enumerate: the T + 1 counts summed out exactly --------------------------------------------------------------
 
 
-def _enumerated_terms(params, post, images, noise, config, prior, temperature, stats):
+def _enumerated_terms(params, post, images, noise, config, schedule):
     """The terms with the count summed out exactly instead of relaxed.
 
     With cumulative gating a scene explained by the first n steps has one of only T + 1 presence patterns,
@@ -97,7 +105,7 @@ def _enumerated_terms(params, post, images, noise, config, prior, temperature, s
     """
     b, t, size = images.shape[0], config.max_steps, config.canvas_size
     canvases = step_canvases(params, config, post)
-    terms, q_count = _count_kl_terms(post, config, prior)
+    terms, q_count = _count_kl_terms(post, config, prior_probs(config, schedule))
     # error[:, n - 1] = (first n steps) - x, for n = 1..T; with n = 0 the error is the image itself.
     scenes = prefix_scenes(canvases.reshape(b, t, size * size), config.composition)
     error = scenes - images.reshape(b, 1, size * size)
@@ -138,7 +146,7 @@ def _baseline_params(rng, config, dtype):
                          small_normal(rng, config.baseline_hidden, 1, dtype)]}
 
 
-def _reinforce_terms(params, post, images, noise, config, prior, temperature, stats):
+def _reinforce_terms(params, post, images, noise, config, schedule):
     """The terms with exactly binary z_pres samples and a score-function gradient (NVIL, Mnih & Gregor 2014).
 
     z_pres_t = [u_t < q_t] with the uniforms noise["pres"], gated cumulatively, so the scene holds the first n
@@ -148,7 +156,7 @@ def _reinforce_terms(params, post, images, noise, config, prior, temperature, st
     gradient is the score-function estimate, unbiased for any baseline. The baseline (params["baseline"],
     its own learning rate) regresses c by squared error on the image. As in Kosiorek's analytic mode, the
     count KL is exact over n = 0..T and the z_what KL is weighted by each step's presence probability, so
-    only the reconstruction needs the score function. With stats = (mean, sd) the signal is centred and
+    only the reconstruction needs the score function. With schedule.signal = (mean, sd) the signal is centred and
     divided by max(1, sd) (NVIL, Sec. 3.3): a constant shift is one more baseline and a positive scale only
     rescales the step, so the direction stays unbiased. The batch's raw signal mean and variance come back as
     "signal_mean" and "signal_var" (plain numbers) for the running statistics.
@@ -161,12 +169,13 @@ def _reinforce_terms(params, post, images, noise, config, prior, temperature, st
     error = compose(present.astype(numpy.result_type(getval(canvases))), canvases, config.composition) - images
     cost = config.recon_weight * negative_log_likelihood(np.sum(error * error, axis=(1, 2)), config)  # (B,)
 
-    terms, _ = _count_kl_terms(post, config, prior)
+    terms, _ = _count_kl_terms(post, config, prior_probs(config, schedule))
     log_q_count, _ = count_log_probs(logit, config.pres_floor)
     sampled = numpy.arange(t + 1) == count[:, None]  # one-hot of each scene's count
     log_q_sample = np.sum(log_q_count * sampled, axis=1)
     baseline = mlp(params["baseline"], images.reshape(b, size * size)).reshape(b)
     raw = getval(cost) - getval(baseline)
+    stats = schedule.signal
     signal = raw if stats is None else (raw - stats[0]) / max(1.0, stats[1])
     surrogate = np.sum(signal * log_q_sample) + np.sum((getval(cost) - baseline) ** 2)
     terms.update(recon=np.sum(cost) / config.recon_weight, surrogate=surrogate,

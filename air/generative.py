@@ -42,21 +42,28 @@ def render(params, config, z_what, log_scale, shift):
     return windows.reshape(b, t, *windows.shape[1:]), canvases.reshape(b, t, size, size)
 
 
+def step_render(params, config, post):
+    """(windows (B, T, P, P), canvases (B, T, H, W)) of a posterior sample (air.guide.guide), ungated: the ones
+    the recurrent and residual networks rendered as they went, or, where the guide drew none (the global network's
+    posterior holds None), rendered now from its z_what and z_where. The one place that tells the two apart."""
+    if post["canvases"] is not None:
+        return post["windows"], post["canvases"]
+    return render(params, config, post["z_what"], post["log_scale"], post["shift"])
+
+
 def step_canvases(params, config, post):
-    """The ungated canvases (B, T, H, W) of a posterior sample (air.guide.guide): the ones the recurrent and
-    residual networks rendered as they went, or rendered now from its z_what and z_where."""
-    if "canvases" in post:
-        return post["canvases"]
-    return render(params, config, post["z_what"], post["log_scale"], post["shift"])[1]
+    """The ungated canvases (B, T, H, W) of a posterior sample (see step_render)."""
+    return step_render(params, config, post)[1]
 
 
 def gated_scene(params, config, post, gates):
     """The scene (B, H, W) of a posterior sample with real-valued gates (B, T) on its steps (the relaxed z_pres).
 
-    For the global network and summed canvases this is reconstruct(), the fast path of the seed's objective."""
-    if "canvases" in post or config.composition == "max":
-        return compose(gates, step_canvases(params, config, post), config.composition)
-    return reconstruct(params, config, gates, post["z_what"], post["log_scale"], post["shift"])
+    Where nothing is rendered yet and the canvases are summed (the global network, the seed's objective), this is
+    reconstruct(), which gates the windows before placing them: the fast path."""
+    if post["canvases"] is None and config.composition == "sum":
+        return reconstruct(params, config, gates, post["z_what"], post["log_scale"], post["shift"])
+    return compose(gates, step_canvases(params, config, post), config.composition)
 
 
 def compose(gates, canvases, rule="sum"):

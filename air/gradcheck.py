@@ -29,6 +29,7 @@ from air.guide import count_log_probs, guide, presence_prob
 from air.model import init_params
 from air.nn import mlp
 from air.objective import batch_sums, combine, elbo_terms, loss, sample_noise
+from air.schedules import Schedule
 from air.schedules import pres_prior as prior_at
 from air.tree import Layout
 
@@ -71,21 +72,22 @@ def problem(config, images, seed=0):
     params = init_params(rng, config)
     noise = sample_noise(rng, config, len(images))
     images = np.asarray(images, np.float64)
-    pres_prior = prior_at(config, 0, 1)
+    # A mid-range temperature, full KL weights and the count prior where training starts: every term is alive.
+    schedule = Schedule(temperature=0.5, kl_scale=1.0, pres_prior=prior_at(config, 0, 1))
     layout = Layout(params)
     theta = layout.flatten(params)
     theta = theta + JITTER * rng.standard_normal(len(theta))
 
     def loss_of(flat, group=None):
-        return loss(layout.unflatten(flat), images, noise, config, 0.5, 1.0, pres_prior)
+        return loss(layout.unflatten(flat), images, noise, config, schedule)
 
     gradient = autograd.grad(loss_of)
     if config.pres_estimator != "reinforce":
         return loss_of, gradient, theta, layout
-    return _frozen_surrogate(config, layout, theta, images, noise, pres_prior), gradient, theta, layout
+    return _frozen_surrogate(config, layout, theta, images, noise, schedule), gradient, theta, layout
 
 
-def _frozen_surrogate(config, layout, theta, images, noise, pres_prior):
+def _frozen_surrogate(config, layout, theta, images, noise, schedule):
     """The REINFORCE loss with the sampled counts, the costs c and the baseline's values b(x) held at theta:
     ELBO(sample) + mean_i (c_i - b_i) log q(n_i) + mean_i (c_i - b(x_i))^2."""
     params = layout.unflatten(theta)
@@ -94,15 +96,15 @@ def _frozen_surrogate(config, layout, theta, images, noise, pres_prior):
     n = np.cumprod(noise["pres"] < presence_prob(config, logits), axis=1).sum(axis=1)
     onehot = np.arange(config.max_steps + 1) == n[:, None]
     scene_noise = lambda i: {k: v[i:i + 1] for k, v in noise.items()}
-    cost = np.array([config.recon_weight * batch_sums(params, images[i:i + 1], scene_noise(i), config, 0.5,
-                                                      pres_prior)["recon"] for i in range(b)])
+    cost = np.array([config.recon_weight * batch_sums(params, images[i:i + 1], scene_noise(i), config,
+                                                      schedule)["recon"] for i in range(b)])
     signal = cost - mlp(params["baseline"], images.reshape(b, -1)).reshape(b)
 
     def surrogate(flat, group=None):
         p = layout.unflatten(flat)
         total = 0.0
         if group != "baseline":  # the ELBO and the score term, which the baseline's parameters do not enter
-            elbo = combine(elbo_terms(p, images, noise, config, 0.5, pres_prior), config)
+            elbo = combine(elbo_terms(p, images, noise, config, schedule), config)
             log_q_count = count_log_probs(guide(p, config, images, noise)["pres_logit"], config.pres_floor)[0]
             log_q = anp.sum(log_q_count * onehot, axis=1)
             total = elbo + anp.sum(signal * log_q) / b

@@ -55,7 +55,7 @@ def _split_heads(heads, config, axis):
 
 
 def guide(params, config, images, noise=None):
-    """The posterior of (B, H, W) images, per step t, as one dict:
+    """The posterior of (B, H, W) images, per step t, as one dict, the same keys whichever network made it:
 
     pres_logit (B, T), step t's presence logit given that the earlier steps are present;
     what_mean, what_logvar (B, T, D), z_what's Gaussian posterior (log-variance clipped to what_logvar_range);
@@ -63,44 +63,72 @@ def guide(params, config, images, noise=None):
     log_scale (B, T), shift (B, T, 2): the z_where = (log s, tx, ty) each step uses, log s clipped to
         log_scale_range: the posterior mean, or with z_where="stochastic" and noise, a sample with noise["where"];
     where_location, where_logsd (B, T, 3), z_where's posterior mean and log sd (z_where="stochastic" only);
-    windows (B, T, P, P), canvases (B, T, H, W): each step's decoded window and its ungated canvas, for the
-        recurrent and residual networks, which render as they go (DAIR must; AIR does it for the same code).
+    windows (B, T, P, P), canvases (B, T, H, W): each step's decoded window and its ungated canvas, which the
+        recurrent and residual networks render as they go (DAIR must; AIR does it for the same code); None from
+        the global network, which infers every step before anything is drawn (air.generative.step_render draws
+        them when they are needed).
 
-    Every step is computed as if all earlier steps were present: only then does it affect the scene (cumulative
-    gating), so this is the posterior the objective needs and the T + 1 counts can be enumerated from one pass.
+    Every network computes its steps with one function, `guide_step`; they differ only in what a step reads and
+    what it carries to the next (see _global_posterior and _sequential_posterior). Every step is computed as if
+    all earlier steps were present: only then does it affect the scene (cumulative gating), so this is the
+    posterior the objective needs and the T + 1 counts can be enumerated from one pass.
     """
     if config.inference == "global":
         return _global_posterior(params, config, images, noise)
     return _sequential_posterior(params, config, images, noise)
 
 
-def _global_posterior(params, config, images, noise):
-    b, t, d = images.shape[0], config.max_steps, config.what_dim
-    features = mlp(params["encoder"], images.reshape(b, -1), final=relu)
-    parts = _split_heads(dense(params["heads"], features).reshape(b, t, head_width(config)), config, axis=2)
-    post = {"pres_logit": parts["pres_logit"].reshape(b, t),
-            "log_scale": bounded_log_scale(parts["log_scale"].reshape(b, t), config),
-            "shift": parts["shift"]}
-    if config.object_encoder == "glimpse":
-        # Glimpses at the posterior mean of z_where: this network infers every step's z_where at once.
-        crops = numpy.repeat(numpy.asarray(getval(images)), t, axis=0)  # each scene once per step
-        mean, logvar = glimpse_posterior(params, config, crops, post["log_scale"].reshape(b * t),
-                                         post["shift"].reshape(b * t, 2))
-        post.update(what_mean=mean.reshape(b, t, d), what_logvar=logvar.reshape(b, t, d))
-    else:
-        post.update(what_mean=parts["what_mean"], what_logvar=np.clip(parts["what_logvar"], *config.what_logvar_range))
-    post["z_what"] = _sample_what(post["what_mean"], post["what_logvar"], None if noise is None else noise["what"])
-    if config.z_where == "stochastic":
-        post["where_location"] = np.concatenate([post["log_scale"][..., None], post["shift"]], axis=-1)
-        post["where_logsd"] = parts["where_logsd"]
+def guide_step(params, config, heads, source, noise=None):
+    """One attention step for N rows: from its heads' outputs (N, head_width) to its latents, as a dict of
+
+    pres_logit (N,); log_scale (N,) and shift (N, 2), the z_where it uses; where_location and where_logsd (N, 3)
+    for a stochastic z_where; what_mean, what_logvar and z_what (N, D).
+
+    `source` (N, H, W) is what the glimpse encoder crops (object_encoder="glimpse"): the image, or for DAIR what
+    the earlier steps left unexplained. `noise` holds this step's "what" (N, D) and "where" (N, 3) draws, or is
+    None for the posterior means. With a stochastic z_where the glimpse is cut where the sampled z_where puts the
+    window, so z_what describes the very window the decoder then draws there: q(z_what | x, z_where) is
+    conditioned on the z_where that was drawn, as the paper's and Pyro's guides sample them in turn. (Cut at the
+    mean, z_what would describe a crop the reconstruction never uses.)
+    """
+    n = heads.shape[0]
+    parts = _split_heads(heads, config, axis=1)
+    out = {"pres_logit": parts["pres_logit"].reshape(n)}
+    log_scale, shift = bounded_log_scale(parts["log_scale"].reshape(n), config), parts["shift"]
+    if config.z_where == "stochastic":  # the posterior's location and spread, for the KL
+        out["where_location"] = np.concatenate([log_scale.reshape(n, 1), shift], axis=1)
+        out["where_logsd"] = parts["where_logsd"]
         if noise is not None:
-            post["log_scale"], post["shift"] = sample_where(post["where_location"], post["where_logsd"], config,
-                                                            noise["where"])
-    return post
+            log_scale, shift = sample_where(out["where_location"], out["where_logsd"], config, noise["where"])
+    if config.object_encoder == "glimpse":
+        mean, logvar = glimpse_posterior(params, config, source, log_scale, shift)
+    else:
+        mean, logvar = parts["what_mean"], np.clip(parts["what_logvar"], *config.what_logvar_range)
+    out.update(log_scale=log_scale, shift=shift, what_mean=mean, what_logvar=logvar,
+               z_what=_sample_what(mean, logvar, None if noise is None else noise["what"]))
+    return out
+
+
+def _global_posterior(params, config, images, noise):
+    """The seed's network: one MLP pass reads the scene and the heads give every step's outputs at once, so the
+    steps carry nothing between them and guide_step runs once over all B T of them."""
+    b, t, size = images.shape[0], config.max_steps, config.canvas_size
+    features = mlp(params["encoder"], images.reshape(b, -1), final=relu)
+    heads = dense(params["heads"], features).reshape(b * t, head_width(config))
+    source = None
+    if config.object_encoder == "glimpse":  # each scene once per step
+        source = numpy.repeat(numpy.asarray(getval(images)), t, axis=0).reshape(b * t, size, size)
+    step_noise = None if noise is None else {k: v.reshape((b * t,) + v.shape[2:]) for k, v in noise.items()
+                                             if k in ("what", "where")}
+    out = guide_step(params, config, heads, source, step_noise)
+    post = {k: v.reshape((b, t) + v.shape[1:]) for k, v in out.items()}
+    return {**post, "windows": None, "canvases": None}
 
 
 def _sequential_posterior(params, config, images, noise):
-    """The recurrent or residual network, run step by step with the renderer (see guide)."""
+    """AIR's and DAIR's network: an LSTM runs over the steps; each step reads the encoded image (AIR) or what the
+    earlier steps left unexplained (DAIR), with the previous step's z_where and z_what, and is rendered before the
+    next, which carries the LSTM's state, those latents and the unexplained image on."""
     b, t, size = images.shape[0], config.max_steps, config.canvas_size
     hidden = config.rnn_hidden
     x = images.reshape(b, size * size)
@@ -115,39 +143,21 @@ def _sequential_posterior(params, config, images, noise):
         if config.inference == "residual" and step > 0:
             features = mlp(params["encoder"], unexplained, final=relu)
         h, c = lstm_step(params["lstm"], np.concatenate([features, previous, h], axis=1), c)
-        parts = _split_heads(dense(params["heads"], h), config, axis=1)
-        out = {"pres_logit": parts["pres_logit"]}
-        log_scale, shift = bounded_log_scale(parts["log_scale"].reshape(b), config), parts["shift"]
-        if config.z_where == "stochastic":  # the posterior's location and spread, for the KL
-            out["where_location"] = np.concatenate([log_scale.reshape(b, 1), shift], axis=1)
-            out["where_logsd"] = parts["where_logsd"]
-            if noise is not None:
-                log_scale, shift = sample_where(out["where_location"], out["where_logsd"], config,
-                                                noise["where"][:, step])
-        log_scale = log_scale.reshape(b, 1)
-        if config.object_encoder == "glimpse":
-            # The glimpse is cut from what this step reads: the image, or for DAIR what is still unexplained.
-            source = unexplained if config.inference == "residual" else x
-            mean, logvar = glimpse_posterior(params, config, source.reshape(b, size, size), log_scale.reshape(b), shift)
-        else:
-            mean, logvar = parts["what_mean"], np.clip(parts["what_logvar"], *config.what_logvar_range)
-        z_what = _sample_what(mean, logvar, None if noise is None else noise["what"][:, step])
-        window = decode(params, config, z_what)
-        canvas = window_to_image(window, log_scale.reshape(b), shift, size)
+        # The glimpse is cut from what this step reads: the image, or for DAIR what is still unexplained.
+        source = (unexplained if config.inference == "residual" else x).reshape(b, size, size)
+        step_noise = None if noise is None else {k: v[:, step] for k, v in noise.items() if k in ("what", "where")}
+        out = guide_step(params, config, dense(params["heads"], h), source, step_noise)
+        window = decode(params, config, out["z_what"])
+        canvas = window_to_image(window, out["log_scale"], out["shift"], size)
         if config.composition == "max":
             flat = canvas.reshape(b, size * size)
             scene = flat if scene is None else np.maximum(scene, flat)
             unexplained = x - scene
         else:
             unexplained = unexplained - canvas.reshape(b, size * size)
-        previous = np.concatenate([log_scale, shift, z_what], axis=1)
-        out.update(log_scale=log_scale, shift=shift, what_mean=mean, what_logvar=logvar, z_what=z_what,
-                   windows=window, canvases=canvas)
-        steps.append(out)
-    post = {key: np.stack([s[key] for s in steps], axis=1) for key in steps[0]}
-    post["pres_logit"] = post["pres_logit"].reshape(b, t)
-    post["log_scale"] = post["log_scale"].reshape(b, t)
-    return post
+        previous = np.concatenate([out["log_scale"].reshape(b, 1), out["shift"], out["z_what"]], axis=1)
+        steps.append({**out, "windows": window, "canvases": canvas})
+    return {key: np.stack([s[key] for s in steps], axis=1) for key in steps[0]}
 
 
 def _sample_what(mean, logvar, eps):

@@ -9,7 +9,7 @@ turns a trained guide into the deterministic interpretation of a scene that the 
 import numpy
 
 from air.estimators import estimator
-from air.generative import compose, render
+from air.generative import compose, step_render
 from air.guide import guide, head_columns, head_width, present_steps, presence_prob
 from air.nn import he_normal, small_normal
 from air.transformer import window_boxes
@@ -127,11 +127,8 @@ def infer(params, config, images, batch_size=500):
 
 
 def _infer_batch(params, config, images):
-    post = guide(params, config, images)
-    if "canvases" in post:
-        windows, canvases = post["windows"], post["canvases"]
-    else:
-        windows, canvases = render(params, config, post["what_mean"], post["log_scale"], post["shift"])
+    post = guide(params, config, images)  # without noise: at the posterior means
+    windows, canvases = step_render(params, config, post)
     z_pres = present_steps(config, post["pres_logit"])
     return {
         "count": z_pres.sum(axis=1),

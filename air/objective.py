@@ -18,6 +18,7 @@ from autograd.tracer import getval
 
 from air.estimators import estimator
 from air.guide import guide
+from air.schedules import require
 
 TERMS = ("recon", "kl_what", "kl_pres", "kl_where")  # the negative ELBO's terms, as elbo_terms names them
 
@@ -37,14 +38,13 @@ def sample_noise(rng, config, batch_size):
     return noise
 
 
-def batch_sums(params, images, noise, config, temperature, pres_prior=None, signal_stats=None):
+def batch_sums(params, images, noise, config, schedule=None):
     """The terms of the negative ELBO summed over the batch (a dict with TERMS' names; kl_where only for a
     stochastic z_where), plus whatever else the estimator returns (REINFORCE: its "surrogate" and signal
-    statistics). pres_prior replaces config.pres_prior (see air.schedules.pres_prior); signal_stats are the
-    estimator's running statistics as its normaliser gives them."""
-    prior = numpy.asarray(config.pres_prior if pres_prior is None else pres_prior, dtype=config.dtype)
+    statistics), at `schedule` (air.schedules.Schedule; None: the end of training)."""
+    schedule = require(schedule, config)
     post = guide(params, config, images, noise)
-    return estimator(config).terms(params, post, images, noise, config, prior, temperature, signal_stats)
+    return estimator(config).terms(params, post, images, noise, config, schedule)
 
 
 def combine(terms, config, kl_scale=1.0):
@@ -65,30 +65,31 @@ def objective_total(sums, config, kl_scale=1.0):
     return total + sums["surrogate"] if "surrogate" in sums else total
 
 
-def loss_and_terms(params, images, noise, config, temperature, kl_scale=1.0, pres_prior=None, signal_stats=None):
+def loss_and_terms(params, images, noise, config, schedule=None):
     """(loss, terms): the batch-mean objective, differentiable, and for logging its parts as plain numbers:
     "loss" (the negative ELBO, without any surrogate), each term of TERMS the run has, and the estimator's
     statistics ("signal_mean", "signal_var"), all batch means."""
+    schedule = require(schedule, config)
     b = images.shape[0]
-    sums = batch_sums(params, images, noise, config, temperature, pres_prior, signal_stats)
-    total = objective_total(sums, config, kl_scale) / b  # linear in the sums: one batch mean, after them
+    sums = batch_sums(params, images, noise, config, schedule)
+    total = objective_total(sums, config, schedule.kl_scale) / b  # linear in the sums: one batch mean, after them
     values = {k: getval(v) for k, v in sums.items()}
-    terms = {"loss": combine(values, config, kl_scale) / b, **{k: values[k] / b for k in TERMS if k in values}}
+    terms = {"loss": combine(values, config, schedule.kl_scale) / b,
+             **{k: values[k] / b for k in TERMS if k in values}}
     terms.update({k: v for k, v in values.items() if k.startswith("signal_")})  # already per-scene statistics
     return total, terms
 
 
-def loss(params, images, noise, config, temperature, kl_scale=1.0, pres_prior=None, signal_stats=None):
+def loss(params, images, noise, config, schedule=None):
     """The batch-mean objective (a scalar), deterministic in all its arguments: the negative ELBO, plus for
-    REINFORCE its surrogate. pres_prior (one probability per step) replaces config.pres_prior, for a prior
-    annealed during training; signal_stats = (mean, sd) normalises REINFORCE's learning signal (NVIL's running
-    centring and scaling, kept by the trainer)."""
-    return loss_and_terms(params, images, noise, config, temperature, kl_scale, pres_prior, signal_stats)[0]
+    REINFORCE its surrogate, at `schedule` (air.schedules.at_step(config, step, total_steps): the temperature,
+    the KL warm-up, the annealed count prior and REINFORCE's signal normaliser; None: the last training step's)."""
+    return loss_and_terms(params, images, noise, config, schedule)[0]
 
 
-def elbo_terms(params, images, noise, config, temperature, pres_prior=None):
+def elbo_terms(params, images, noise, config, schedule=None):
     """Batch means of the negative ELBO's terms: a dict with recon, kl_what, kl_pres, and kl_where for a
-    stochastic z_where (combine weights them into the negative ELBO)."""
+    stochastic z_where (combine weights them into the negative ELBO), at `schedule` (None: the end of training)."""
     b = images.shape[0]
-    sums = batch_sums(params, images, noise, config, temperature, pres_prior)
+    sums = batch_sums(params, images, noise, config, schedule)
     return {name: sums[name] / b for name in TERMS if name in sums}

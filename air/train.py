@@ -2,7 +2,7 @@
 (the seed's early stopping), and checkpoints from which a run resumes bit for bit.
 
 A run's state between steps is a TrainState, built fresh (fresh_state) or restored from a checkpoint
-(restore_state); train_step advances it by one batch at the schedules' values (air.schedules.at_step), and
+(restore_state); train_step advances it by one batch at the step's Schedule (air.schedules.at_step), and
 train() is the loop over epochs around it.
 """
 import dataclasses
@@ -144,28 +144,34 @@ def learning_rates(config, layout):
                                    dtype=config.dtype) for path, shape in zip(layout.paths, layout.shapes)])
 
 
-def _flat_loss_and_terms(flat, layout, *args):
-    return loss_and_terms(layout.unflatten(flat), *args)
+def flat_loss_and_terms(flat, layout, images, noise, config, schedule):
+    """air.objective.loss_and_terms of the parameters given as one flat vector cut by `layout` (air.tree.Layout):
+    the function a training step differentiates."""
+    return loss_and_terms(layout.unflatten(flat), images, noise, config, schedule)
 
 
-_gradient_and_terms = grad_and_aux(_flat_loss_and_terms)
+_gradient_and_terms = grad_and_aux(flat_loss_and_terms)
+
+
+def gradient_and_terms(flat, layout, images, noise, config, schedule):
+    """(the objective's gradient with respect to the flat parameters, its terms as plain numbers): what one
+    training step computes before Adam, by autograd through flat_loss_and_terms."""
+    return _gradient_and_terms(flat, layout, images, noise, config, schedule)
 
 
 def train_step(state, config, batch, schedule, rates):
-    """One Adam step on `batch` at the schedules' values `schedule` (air.schedules.at_step); updates `state`
-    in place and returns the loss terms. NonFiniteError (without a checkpoint path) at a NaN or inf."""
-    est = estimator(config)
+    """One Adam step on `batch` at `schedule` (air.schedules.at_step with the state's running statistics);
+    updates `state` in place and returns the loss terms. NonFiniteError (without a checkpoint path) at a NaN or
+    inf."""
     noise = sample_noise(state.rng, config, len(batch))
     step = state.adam["step"]
     # tanh's backward pass divides by cosh(x)^2, which overflows to inf for large |x| and gives the right zero;
     # the finiteness check below catches what matters, so numpy need not warn.
     with np.errstate(over="ignore"):
-        grads, terms = _gradient_and_terms(state.adam["params"], state.layout, batch, noise, config,
-                                           schedule["temperature"], schedule["kl_scale"], schedule["pres_prior"],
-                                           est.normaliser(config, state.stats))
+        grads, terms = gradient_and_terms(state.adam["params"], state.layout, batch, noise, config, schedule)
     _check_finite(terms["loss"], grads, step, step // steps_per_epoch(config), None)
-    state.stats = est.update_stats(state.stats, terms, config)
-    factor = schedule["lr_factor"]
+    state.stats = estimator(config).update_stats(state.stats, terms, config)
+    factor = schedule.lr_factor
     state.adam = adam_update(state.adam, grads, rates if factor == 1.0 else rates * factor, config.adam_betas,
                              config.adam_eps)
     if state.average is not None:  # in place: average <- d average + (1 - d) params
@@ -207,7 +213,7 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
                     batch = training_scenes(config, state.rng, datasets.train_pool, config.batch_size).images
                 else:
                     batch = images[order[b * config.batch_size:(b + 1) * config.batch_size]]
-                schedule = at_step(config, step, total_steps)
+                schedule = at_step(config, step, total_steps, state.stats)
                 try:
                     terms = train_step(state, config, batch, schedule, rates)
                 except NonFiniteError as error:
@@ -221,8 +227,8 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
                     on_step(step, lambda: state.layout.unflatten(state.adam["params"].copy()))
             scores = evaluate(state.layout.unflatten(state.scored), config, datasets.val)
             state.history.append({
-                "epoch": epoch + 1, "step": step, "temperature": schedule["temperature"],
-                "kl_scale": schedule["kl_scale"], "pres_prior": list(schedule["pres_prior"]),
+                "epoch": epoch + 1, "step": step, "temperature": schedule.temperature,
+                "kl_scale": schedule.kl_scale, "pres_prior": list(schedule.pres_prior),
                 **{k: v / n_steps for k, v in sums.items()},
                 "val_count_acc": scores["count_acc"], "val_recon_mse": scores["recon_mse"],
                 "val_per_class_acc": scores["per_class_acc"], "val_mean_pres_prob": scores["mean_pres_prob"],

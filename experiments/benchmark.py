@@ -37,10 +37,9 @@ def hand_gradient_module():
 
 def _problem(config, batch_size):
     """Parameters, random images and noise of one batch, the flat layout, and the training gradient."""
-    from autograd.differential_operators import grad
     import air
-    from air.schedules import pres_prior
-    from air.train import _flat_loss_and_terms
+    from air.schedules import Schedule, pres_prior
+    from air.train import gradient_and_terms
     from air.tree import Layout
 
     rng = np.random.default_rng(0)
@@ -48,9 +47,9 @@ def _problem(config, batch_size):
     images = rng.random((batch_size, config.canvas_size, config.canvas_size)).astype(config.dtype)
     noise = air.sample_noise(rng, config, batch_size)
     layout = Layout(params)
-    prior = pres_prior(config, 0, 1)
-    gradient = grad(lambda flat: _flat_loss_and_terms(flat, layout, images, noise, config, 0.5, 1.0, prior)[0])
-    return params, images, noise, layout, gradient
+    schedule = Schedule(temperature=0.5, kl_scale=1.0, pres_prior=pres_prior(config, 0, 1))
+    return params, images, noise, layout, lambda flat: gradient_and_terms(flat, layout, images, noise, config,
+                                                                          schedule)[0]
 
 
 def _median_step(step, state, warmup, repeats):

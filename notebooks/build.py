@@ -84,8 +84,9 @@ scenes_figure(scenes, per_count=3)'''),
     new_markdown_cell("""## The model is pure functions over a parameter pytree
 
 `init_params` returns nested dicts of arrays; `loss` is the negative ELBO as a deterministic function of the
-parameters, a batch and its noise, so `autograd.grad(air.loss)` is the whole gradient (the transformer and
-the Gumbel-sigmoid relaxation included)."""),
+parameters, a batch, its noise and the training schedule's values (here those of the last step, the default),
+so `autograd.grad(air.loss)` is the whole gradient (the transformer and the Gumbel-sigmoid relaxation
+included)."""),
     new_code_cell('''import autograd
 from air.tree import leaves
 config = air.preset("seed")
@@ -94,8 +95,8 @@ for path, array in leaves(params):
     print(f"{path:<16} {str(array.shape):<14} {array.dtype}")
 noise = air.sample_noise(np.random.default_rng(1), config, 8)
 batch = scenes.images[:8]
-print("terms", {k: round(float(v), 2) for k, v in air.elbo_terms(params, batch, noise, config, 1.0).items()})
-grads = autograd.grad(air.loss)(params, batch, noise, config, 1.0)
+print("terms", {k: round(float(v), 2) for k, v in air.elbo_terms(params, batch, noise, config).items()})
+grads = autograd.grad(air.loss)(params, batch, noise, config)
 print("gradient norm per group", {k: round(float(np.sqrt(sum((g ** 2).sum() for _, g in leaves(v)))), 3)
                                   for k, v in grads.items()})'''),
     new_markdown_cell("""## A short training run
@@ -181,11 +182,12 @@ config64 = dataclasses.replace(config, dtype="float64")
 params = air.init_params(np.random.default_rng(3), config64)
 noise = air.sample_noise(np.random.default_rng(4), config64, 4)
 import autograd
-auto = autograd.grad(air.loss)(params, images, noise, config64, 0.7)
+schedule = air.schedules.fixed(config64, temperature=0.7)
+auto = autograd.grad(air.loss)(params, images, noise, config64, schedule)
 value, hand = loss_and_grad(params, images, noise, config64, 0.7)
 lay = Layout(params)
 a, h = lay.flatten(auto), lay.flatten(hand)
-print(f"loss {value:.6f} vs {float(air.loss(params, images, noise, config64, 0.7)):.6f}")
+print(f"loss {value:.6f} vs {float(air.loss(params, images, noise, config64, schedule)):.6f}")
 print(f"max |autograd - hand| / max |hand| = {np.abs(a - h).max() / np.abs(h).max():.1e}")'''),
     new_markdown_cell("""## The transformer near the pixel grid
 

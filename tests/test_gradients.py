@@ -9,6 +9,7 @@ from autograd.test_util import check_grads
 
 import air
 from air.tree import leaves
+from air.schedules import fixed
 from tests import hand_gradient
 
 BATCH = 4
@@ -131,14 +132,14 @@ def test_hand_gradient_equals_autograd(problem, temperature, kl_scale):
     distances = hand_gradient.kink_distances(cache)
     assert all(distance > KINK_MARGIN for distance in distances.values()), distances
 
-    terms = air.elbo_terms(params, images, noise, config, temperature)
+    terms = air.elbo_terms(params, images, noise, config, fixed(config, temperature))
     for name, value in terms.items():
         assert cache["terms"][name] == pytest.approx(value, rel=1e-12, abs=0), name
-    expected = air.loss(params, images, noise, config, temperature, kl_scale)
+    expected = air.loss(params, images, noise, config, fixed(config, temperature, kl_scale))
     assert loss == pytest.approx(expected, rel=1e-12, abs=0)
 
     grads = hand_gradient.backward(cache)
-    auto = autograd.grad(air.loss)(params, images, noise, config, temperature, kl_scale)
+    auto = autograd.grad(air.loss)(params, images, noise, config, fixed(config, temperature, kl_scale))
     assert [path for path, _ in leaves(grads)] == [path for path, _ in leaves(auto)]
     errors = relative_errors(grads, auto)
     assert max(errors.values()) <= 1e-8, {path: e for path, e in errors.items() if e > 1e-8}
@@ -170,8 +171,8 @@ def test_gate_backward_survives_vanishing_presence(problem):
     assert np.all(cache["z_pres"][:, 0] == 0.0) and np.all(cache["z_pres"][:, 1:] > 0.0)
     grads = hand_gradient.backward(cache)
     assert np.isfinite(loss) and all(np.all(np.isfinite(leaf)) for _, leaf in leaves(grads))
-    assert loss == pytest.approx(air.loss(params, images, noise, config, 0.2), rel=1e-12, abs=0)
-    errors = relative_errors(grads, autograd.grad(air.loss)(params, images, noise, config, 0.2))
+    assert loss == pytest.approx(air.loss(params, images, noise, config, fixed(config, 0.2)), rel=1e-12, abs=0)
+    errors = relative_errors(grads, autograd.grad(air.loss)(params, images, noise, config, fixed(config, 0.2)))
     assert max(errors.values()) <= 1e-8, errors
     # Nothing is drawn, so nothing that only shapes the drawing receives gradient.
     assert all(np.all(leaf == 0) for path, leaf in leaves(grads) if path.startswith("decoder"))
@@ -182,7 +183,7 @@ def test_gate_backward_survives_vanishing_presence(problem):
 
 def test_check_grads_of_loss(problem, seeded_global_random):
     config, params, images, noise = problem
-    check_grads(lambda p: air.loss(p, images, noise, config, 0.37, 0.5), modes=["rev"], order=1)(params)
+    check_grads(lambda p: air.loss(p, images, noise, config, fixed(config, 0.37, 0.5)), modes=["rev"], order=1)(params)
 
 
 # --- (c) central finite differences, one leaf at a time ------------------------------------------------------------
@@ -192,7 +193,7 @@ def test_check_grads_of_loss(problem, seeded_global_random):
 def test_finite_differences_per_leaf(problem, path):
     config, params, images, noise = problem
     temperature, kl_scale, eps = 0.37, 0.5, 1e-5
-    f = lambda p: air.loss(p, images, noise, config, temperature, kl_scale)
+    f = lambda p: air.loss(p, images, noise, config, fixed(config, temperature, kl_scale))
     leaf = dict(leaves(params))[path]
     gradient = dict(leaves(autograd.grad(f)(params)))[path]
     # A random unit direction plus the gradient's: random enough to see any wrong component, never orthogonal

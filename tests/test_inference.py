@@ -9,6 +9,7 @@ from autograd.test_util import check_grads
 import air
 from air.guide import guide
 from air.nn import lstm_step
+from air.schedules import fixed
 from tests import reference_sampler
 
 
@@ -49,7 +50,7 @@ def problem(config, seed=3, batch=3):
 def test_sequential_loss_passes_the_gradient_check(inference, estimator, seeded_global_random):
     config = small_config(inference=inference, pres_estimator=estimator)
     params, images, noise = problem(config)
-    check_grads(lambda p: air.loss(p, images, noise, config, 0.6), modes=["rev"], order=1)(params)
+    check_grads(lambda p: air.loss(p, images, noise, config, fixed(config, 0.6)), modes=["rev"], order=1)(params)
 
 
 def reference_steps(params, config, images, eps):
@@ -156,7 +157,7 @@ def test_glimpse_encoder_gradient_matches_finite_differences(inference):
     config = small_config(inference=inference, object_encoder="glimpse", glimpse_hidden=6, pres_estimator="enumerate")
     params, images, noise = problem(config)
     assert params["heads"]["w"].shape[1] == 4 * (config.max_steps if inference == "global" else 1)
-    assert_leafwise_finite_differences(lambda p: air.loss(p, images, noise, config, 0.6), params)
+    assert_leafwise_finite_differences(lambda p: air.loss(p, images, noise, config, fixed(config, 0.6)), params)
 
 
 def test_glimpse_posterior_reads_the_crop_at_z_where():
@@ -188,12 +189,12 @@ def test_stochastic_where_gradient_matches_finite_differences(inference, estimat
     config = small_config(inference=inference, pres_estimator=estimator, z_where="stochastic", baseline_hidden=4)
     params, images, noise = problem(config)
     assert noise["where"].shape == (3, config.max_steps, 3)
-    terms = air.elbo_terms(params, images, noise, config, 0.6)
+    terms = air.elbo_terms(params, images, noise, config, fixed(config, 0.6))
     assert terms["kl_where"] > 0
     if estimator == "reinforce":  # its loss holds a surrogate; the where path is checked through the ELBO
-        f = lambda p: air.objective.combine(air.elbo_terms(p, images, noise, config, 0.6), config)
+        f = lambda p: air.objective.combine(air.elbo_terms(p, images, noise, config, fixed(config, 0.6)), config)
     else:
-        f = lambda p: air.loss(p, images, noise, config, 0.6)
+        f = lambda p: air.loss(p, images, noise, config, fixed(config, 0.6))
     assert_leafwise_finite_differences(f, params)
 
 

@@ -7,6 +7,7 @@ import pytest
 
 import air
 from air.guide import guide, head_columns, present_steps
+from air.schedules import fixed
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_presence_kl_equals_the_bernoulli_kl(setting, direction):
     p = np.array(config.pres_prior)
     kl = lambda a, b: a * np.log(a / b) + (1 - a) * np.log((1 - a) / (1 - b))
     expected = (kl(q, p) if direction == "forward" else kl(p, q)).sum() / len(images)
-    assert air.elbo_terms(params, images, noise, config, 0.5)["kl_pres"] == pytest.approx(expected, rel=1e-12)
+    assert air.elbo_terms(params, images, noise, config, fixed(config, 0.5))["kl_pres"] == pytest.approx(expected, rel=1e-12)
 
 
 def test_reverse_kl_gradient_is_the_seeds_q_minus_p(setting):
@@ -39,7 +40,7 @@ def test_reverse_kl_gradient_is_the_seeds_q_minus_p(setting):
     config, params, images, noise = setting
     config = dataclasses.replace(config, pres_kl="reverse")
     kl_of_bias = lambda b: air.elbo_terms({**params, "heads": {**params["heads"], "b": b}}, images, noise, config,
-                                          0.5)["kl_pres"]
+                                          fixed(config, 0.5))["kl_pres"]
     grad = autograd.grad(kl_of_bias)(params["heads"]["b"]).reshape(config.max_steps, -1)
     q = sigmoid(guide(params, config, images)["pres_logit"])
     expected = (q - np.array(config.pres_prior)).mean(axis=0)
@@ -71,7 +72,7 @@ def test_reverse_kl_loss_passes_the_gradient_check(setting, seeded_global_random
     from autograd.test_util import check_grads
     config, params, images, noise = setting
     config = dataclasses.replace(config, pres_kl="reverse")
-    check_grads(lambda p: air.loss(p, images, noise, config, 0.7), modes=["rev"], order=1)(params)
+    check_grads(lambda p: air.loss(p, images, noise, config, fixed(config, 0.7)), modes=["rev"], order=1)(params)
 
 
 def test_count_posterior_is_a_distribution_over_the_counts():
@@ -143,7 +144,7 @@ def test_enumerated_loss_equals_the_sum_over_counts(setting, composition):
         for t in range(config.max_steps):
             mu, lv = post["what_mean"][i, t], post["what_logvar"][i, t]
             kl_what += np.prod(q[i, :t + 1]) * 0.5 * np.sum(mu ** 2 + np.exp(lv) - lv - 1)
-    terms = air.elbo_terms(params, images, noise, config, temperature=0.5)
+    terms = air.elbo_terms(params, images, noise, config, fixed(config, 0.5))
     b = len(images)
     assert terms["recon"] == pytest.approx(recon / b, rel=1e-12)
     assert terms["kl_pres"] == pytest.approx(kl_pres / b, rel=1e-10)
@@ -155,7 +156,7 @@ def test_enumerated_loss_passes_the_gradient_check(setting, seeded_global_random
     from autograd.test_util import check_grads
     config, params, images, noise = setting
     config = dataclasses.replace(config, pres_estimator="enumerate", composition=composition)
-    check_grads(lambda p: air.loss(p, images, noise, config, 0.5), modes=["rev"], order=1)(params)
+    check_grads(lambda p: air.loss(p, images, noise, config, fixed(config, 0.5)), modes=["rev"], order=1)(params)
 
 
 def test_geometric_prior_kl_against_direct_enumeration(setting):
@@ -172,7 +173,7 @@ def test_geometric_prior_kl_against_direct_enumeration(setting):
         for n in range(t + 1):
             q_n = np.prod(q[i, :n]) * (1 - q[i, n] if n < t else 1.0)
             kl += q_n * np.log(q_n / p_count[n])
-    terms = air.elbo_terms(params, images, noise, config, 0.5, pres_prior=(rho,) * t)
+    terms = air.elbo_terms(params, images, noise, config, fixed(config, 0.5, pres_prior=(rho,) * t))
     assert terms["kl_pres"] == pytest.approx(kl / len(images), rel=1e-10)
 
 
@@ -194,13 +195,13 @@ def test_gaussian_likelihood(setting):
     config, params, images, noise = setting
     sse_config = dataclasses.replace(config, pres_estimator="enumerate")
     gauss = dataclasses.replace(sse_config, likelihood="gaussian", likelihood_sd=0.3)
-    sse = air.elbo_terms(params, images, noise, sse_config, 0.5)["recon"]
-    nll = air.elbo_terms(params, images, noise, gauss, 0.5)["recon"]
+    sse = air.elbo_terms(params, images, noise, sse_config, fixed(sse_config, 0.5))["recon"]
+    nll = air.elbo_terms(params, images, noise, gauss, fixed(gauss, 0.5))["recon"]
     assert nll == pytest.approx(sse / (2 * 0.09) + 1024 * 0.5 * np.log(2 * np.pi * 0.09), rel=1e-12)
     relaxed = dataclasses.replace(gauss, pres_estimator="relaxed")
     relaxed_sse = dataclasses.replace(relaxed, likelihood="sse")
-    assert air.elbo_terms(params, images, noise, relaxed, 0.5)["recon"] == pytest.approx(
-        air.elbo_terms(params, images, noise, relaxed_sse, 0.5)["recon"] / 0.18 + 512 * np.log(2 * np.pi * 0.09))
+    assert air.elbo_terms(params, images, noise, relaxed, fixed(relaxed, 0.5))["recon"] == pytest.approx(
+        air.elbo_terms(params, images, noise, relaxed_sse, fixed(relaxed_sse, 0.5))["recon"] / 0.18 + 512 * np.log(2 * np.pi * 0.09))
 
 
 @pytest.mark.parametrize("estimator", ["relaxed", "enumerate"])
@@ -208,7 +209,7 @@ def test_paper_prior_and_likelihood_pass_the_gradient_check(setting, seeded_glob
     from autograd.test_util import check_grads
     config, params, images, noise = setting
     config = dataclasses.replace(config, pres_estimator=estimator, count_prior="geometric", likelihood="gaussian")
-    check_grads(lambda p: air.loss(p, images, noise, config, 0.5, pres_prior=(0.05,) * 3),
+    check_grads(lambda p: air.loss(p, images, noise, config, fixed(config, 0.5, pres_prior=(0.05,) * 3)),
                 modes=["rev"], order=1)(params)
 
 
@@ -230,7 +231,7 @@ def test_max_composition_pastes_the_gated_canvases_as_the_scenes_paste_digits(se
     z_what = post["what_mean"] + np.exp(0.5 * post["what_logvar"]) * noise["what"]
     rendered = render(params, config, z_what, post["log_scale"], post["shift"])[1]
     gated = relaxed_gates(post["pres_logit"], noise, 0.5)[:, :, None, None] * rendered
-    assert air.elbo_terms(params, images, noise, config, 0.5)["recon"] == pytest.approx(
+    assert air.elbo_terms(params, images, noise, config, fixed(config, 0.5))["recon"] == pytest.approx(
         np.sum((gated.max(axis=1) - images) ** 2) / len(images), rel=1e-12)
 
 

@@ -97,8 +97,21 @@ def test_at_step_gives_every_schedule_at_the_start_the_boundaries_and_the_end(co
     }
     for step, (temperature, lr_factor, kl_scale, rho) in expected.items():
         values = schedules.at_step(config, step, 16)
-        assert values["temperature"] == pytest.approx(temperature, rel=1e-12), step
-        assert values["lr_factor"] == pytest.approx(lr_factor, rel=1e-12), step
-        assert values["kl_scale"] == kl_scale, step
-        assert values["pres_prior"] == pytest.approx((rho,) * 3, rel=1e-12), step
+        assert values.temperature == pytest.approx(temperature, rel=1e-12), step
+        assert values.lr_factor == pytest.approx(lr_factor, rel=1e-12), step
+        assert values.kl_scale == kl_scale, step
+        assert values.pres_prior == pytest.approx((rho,) * 3, rel=1e-12), step
     assert schedules.pres_prior(config, 5, 16)[0] < 0.9  # the anneal starts right after the hold
+    assert schedules.at_end(config) == schedules.at_step(config, 15, 16)  # the last of its 16 steps
+
+
+def test_a_schedule_is_required_to_be_one():
+    """The loss took a bare temperature before it took a Schedule: passing one now says what to pass instead."""
+    import air
+    config = air.preset("seed")
+    with pytest.raises(TypeError, match="air.schedules.Schedule"):
+        schedules.require(0.5, config)
+    assert schedules.require(None, config) == schedules.at_end(config)
+    end = schedules.at_end(config)
+    assert end.temperature == pytest.approx(config.temp_end, rel=1e-12)
+    assert (end.kl_scale, end.pres_prior) == (1.0, config.pres_prior)

@@ -8,6 +8,7 @@ import pytest
 import air
 from air.guide import count_log_probs, guide
 from air.nn import mlp
+from air.schedules import fixed
 from tests.test_inference import assert_leafwise_finite_differences
 
 
@@ -28,10 +29,10 @@ def test_reinforce_gradient_is_unbiased_against_exact_enumeration(signal_stats, 
     images = rng.random((2, 32, 32))
     base_noise = air.sample_noise(rng, reinforce, 2)
     without_baseline = {k: v for k, v in params.items() if k != "baseline"}
-    exact = autograd.grad(air.loss)(without_baseline, images, base_noise, enumerate_, 0.5)["heads"]["b"]
+    exact = autograd.grad(air.loss)(without_baseline, images, base_noise, enumerate_, fixed(enumerate_, 0.5))["heads"]["b"]
     # A baseline at the expected cost, as a trained one would be: any baseline leaves the estimate unbiased,
     # a good one shrinks its variance (and so the standard error this test can resolve).
-    expected_cost = air.elbo_terms(without_baseline, images, base_noise, enumerate_, 0.5)["recon"]
+    expected_cost = air.elbo_terms(without_baseline, images, base_noise, enumerate_, fixed(enumerate_, 0.5))["recon"]
     params["baseline"][1]["b"][:] = expected_cost
 
     replicas, chunks = 400, 10
@@ -41,8 +42,8 @@ def test_reinforce_gradient_is_unbiased_against_exact_enumeration(signal_stats, 
     for _ in range(chunks):
         noise["pres"] = rng.uniform(size=(2 * replicas, 3))
         # loss is a batch mean, so the replicas' mean gradient is each replica's estimate averaged; x2 images
-        estimates.append(autograd.grad(air.loss)(params, tiled, noise, reinforce, 0.5,
-                                                 signal_stats=signal_stats)["heads"]["b"])
+        estimates.append(autograd.grad(air.loss)(params, tiled, noise, reinforce,
+                                                 fixed(reinforce, 0.5, signal=signal_stats))["heads"]["b"])
     estimates = np.array(estimates)
     mean, standard_error = estimates.mean(axis=0), estimates.std(axis=0, ddof=1) / np.sqrt(chunks)
     assert np.all(np.abs(mean - exact) <= 4 * standard_error + 1e-6 * np.abs(exact).max())
@@ -61,7 +62,7 @@ def test_surrogate_gradient_with_the_samples_fixed():
     b = len(images)
 
     # The sample's count and cost at the point, then held fixed.
-    terms = air.elbo_terms(params, images, noise, config, 0.5)
+    terms = air.elbo_terms(params, images, noise, config, fixed(config, 0.5))
     logits = guide(params, config, images)["pres_logit"]
     q = 1 / (1 + np.exp(-logits))
     count = np.cumprod(noise["pres"] < q, axis=1).sum(axis=1)
@@ -70,14 +71,14 @@ def test_surrogate_gradient_with_the_samples_fixed():
     baseline_at_point = mlp(params["baseline"], images.reshape(b, -1)).reshape(b)
 
     def surrogate(p):
-        elbo = air.objective.combine(air.elbo_terms(p, images, noise, config, 0.5), config)
+        elbo = air.objective.combine(air.elbo_terms(p, images, noise, config, fixed(config, 0.5)), config)
         log_q = np.sum(count_log_probs(guide(p, config, images)["pres_logit"])[0] * onehot, axis=1)
         baseline = mlp(p["baseline"], images.reshape(b, -1)).reshape(b)
         return elbo + (np.sum((cost - baseline_at_point) * log_q) + np.sum((cost - baseline) ** 2)) / b
 
     assert terms["recon"] * config.recon_weight == pytest.approx(cost.mean())
-    assert surrogate(params) != air.loss(params, images, noise, config, 0.5)  # the surrogate is not the ELBO ...
-    grads = autograd.grad(air.loss)(params, images, noise, config, 0.5)
+    assert surrogate(params) != air.loss(params, images, noise, config, fixed(config, 0.5))  # the surrogate is not the ELBO ...
+    grads = autograd.grad(air.loss)(params, images, noise, config, fixed(config, 0.5))
     from air.tree import Layout
     layout = Layout(params)
     assert np.allclose(layout.flatten(grads), layout.flatten(autograd.grad(surrogate)(params)), rtol=1e-9, atol=1e-9)

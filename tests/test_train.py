@@ -11,6 +11,7 @@ import air.schedules
 from air import train as air_train
 from air.checkpoint import read_checkpoint
 from air.tree import leaves
+from air.schedules import fixed
 
 
 def run(config, mnist, out=None, **kwargs):
@@ -192,9 +193,9 @@ def test_loss_is_deterministic_in_its_arguments(tiny_config):
     params = air.init_params(rng, tiny_config)
     images = rng.random((4, 32, 32)).astype(np.float32)
     noise = air.sample_noise(rng, tiny_config, 4)
-    assert air.loss(params, images, noise, tiny_config, 0.5) == air.loss(params, images, noise, tiny_config, 0.5)
-    assert air.loss(params, images, noise, tiny_config, 0.5) != air.loss(params, images, noise, tiny_config, 0.6)
-    assert np.asarray(air.loss(params, images, noise, tiny_config, 0.5)).dtype == np.float32
+    assert air.loss(params, images, noise, tiny_config, fixed(tiny_config, 0.5)) == air.loss(params, images, noise, tiny_config, fixed(tiny_config, 0.5))
+    assert air.loss(params, images, noise, tiny_config, fixed(tiny_config, 0.5)) != air.loss(params, images, noise, tiny_config, fixed(tiny_config, 0.6))
+    assert np.asarray(air.loss(params, images, noise, tiny_config, fixed(tiny_config, 0.5))).dtype == np.float32
 
 
 @pytest.mark.parametrize("changes", [
