@@ -3,15 +3,14 @@
 z_what and z_where are reparameterised (air.guide); z_pres is discrete, and that is where AIR's estimators
 differ. Each entry of ESTIMATORS holds
 
-- noise(rng, config, batch_size, uniforms): the estimator's own noise, drawn after the shared z_what noise;
-  `uniforms` (B, T), in (0, 1), are drawn first for every estimator so the other streams never depend on
-  which one runs;
+- noise(rng, config, batch_size): the estimator's own noise for z_pres, from its own stream ("noise/pres",
+  air.streams), so the other latents' noise never depends on which estimator runs;
 - terms(params, post, images, noise, config, schedule): the negative ELBO's terms summed over the batch (recon,
   kl_what, kl_pres, and kl_where for a stochastic z_where), plus any surrogate whose value is zero-mean but whose
   gradient the estimator needs (objective.objective_total adds it); `schedule` (air.schedules.Schedule) holds
   what changes during training, of which each reads what it needs (the count prior; the relaxed one its
   temperature; REINFORCE its signal normaliser);
-- init_params(rng, config, dtype): parameters of its own (REINFORCE's baseline), drawn after the model's;
+- init_params(rng, config, dtype): parameters of its own (REINFORCE's baseline), from its own stream;
 - rates: {parameter group: Config field of its Adam learning rate} for groups that do not use config.lr;
 - update_stats(stats, terms, config) and normaliser(config, stats): running statistics kept by the trainer
   across steps (NVIL's signal mean and sd), and what of them the next step's Schedule carries (its `signal`).
@@ -35,7 +34,7 @@ from air.nn import he_normal, mlp, small_normal
 class Estimator:
     name: str
     terms: object
-    noise: object = lambda rng, config, batch_size, uniforms: {}
+    noise: object = lambda rng, config, batch_size: {}
     init_params: object = lambda rng, config, dtype: {}
     rates: dict = dataclasses.field(default_factory=dict)
     update_stats: object = lambda stats, terms, config: stats
@@ -45,7 +44,15 @@ class Estimator:
 # --- relaxed: the binary Concrete / Gumbel-sigmoid (the seed's) ---------------------------------------------------
 
 
-def _logistic_noise(rng, config, batch_size, uniforms):
+def presence_uniforms(rng, config, batch_size):
+    """Uniforms (B, T) for z_pres, kept off 0 and 1 (as the seed does), so that logistic noise made of them stays
+    finite: the relaxed estimator's logistic noise and REINFORCE's samples both come from these, so two runs of
+    one seed that differ in their estimator share their presence noise."""
+    return rng.uniform(1e-6, 1.0 - 1e-6, size=(batch_size, config.max_steps))
+
+
+def _logistic_noise(rng, config, batch_size):
+    uniforms = presence_uniforms(rng, config, batch_size)
     return {"gumbel": (numpy.log(uniforms) - numpy.log1p(-uniforms)).astype(config.dtype)}
 
 
@@ -135,9 +142,8 @@ def _count_kl_terms(post, config, prior):
 # --- reinforce: exactly binary samples, the score function with NVIL's baseline ----------------------------------
 
 
-def _presence_uniforms(rng, config, batch_size, uniforms):
-    # REINFORCE draws uniforms of its own rather than reusing the shared ones: its runs keep the stream they had.
-    return {"pres": rng.uniform(size=(batch_size, config.max_steps)).astype(config.dtype)}
+def _presence_uniforms(rng, config, batch_size):
+    return {"pres": presence_uniforms(rng, config, batch_size).astype(config.dtype)}
 
 
 def _baseline_params(rng, config, dtype):

@@ -12,8 +12,28 @@ import math
 import autograd.numpy as np
 import numpy
 
-from air.nn import conv3x3, mlp, relu, sigmoid, upsample2
+from air.nn import conv3x3, he_normal, mlp, relu, sigmoid, upsample2
 from air.transformer import compose_windows, window_to_image
+
+
+def init_params(stream, config, dtype):
+    """The generative model's parameters, from its own named stream (air.streams): 'decoder', the MLP z_what ->
+    decoder_hidden -> P P, or with decoder="conv" {'dense': [z_what -> decoder_hidden, -> (P/4, P/4, C1)], 'conv':
+    [3x3 C1 -> C2 at P/2, 3x3 C2 -> 1 at P]}, He-initialised. The last layer's bias is decoder_bias: a nearly
+    dark window (sigmoid(-2) ~ 0.12) breaks the symmetry between present and absent, since a present step can
+    only help by adding ink, so z_pres is pushed up exactly where there is ink."""
+    rng = stream("generative/decoder")
+    d, p, hidden = config.what_dim, config.window_size, config.decoder_hidden
+    first = he_normal(rng, d, hidden, dtype)
+    if config.decoder == "mlp":
+        last = he_normal(rng, hidden, p * p, dtype)
+        last["b"][:] = config.decoder_bias
+        return {"decoder": [first, last]}
+    grid, (c1, c2) = p // 4, config.decoder_channels
+    dense = he_normal(rng, hidden, grid * grid * c1, dtype)
+    conv = [he_normal(rng, 9 * c1, c2, dtype), he_normal(rng, 9 * c2, 1, dtype)]
+    conv[1]["b"][:] = config.decoder_bias
+    return {"decoder": {"dense": [first, dense], "conv": conv}}
 
 
 def decoder_pixels(params, config, z_what):

@@ -21,7 +21,7 @@ import numpy
 from autograd.tracer import getval
 
 from air.generative import decode
-from air.nn import dense, lstm_step, mlp, relu
+from air.nn import dense, he_normal, lstm_step, mlp, relu, small_normal
 from air.transformer import image_to_window, window_to_image
 
 
@@ -40,6 +40,74 @@ def head_columns(config):
     if config.object_encoder == "global":
         columns.update(what_mean=slice(start, start + d), what_logvar=slice(start + d, start + 2 * d))
     return columns
+
+
+def init_params(stream, config, dtype):
+    """The guide's parameters, each part drawn from its own named stream (air.streams): 'encoder', the MLP
+    [{'w': (n_in, n_out), 'b': (n_out,)}, ...] from the H W pixels through encoder_hidden; for the recurrent and
+    residual networks 'lstm' (air.nn.lstm_step) between the encoder and the heads; 'heads', one layer whose
+    outputs hold a step's heads side by side (head_columns), for every step at once in the global network (column
+    t W + c is column c of step t) or one block shared by every step; and 'glimpse_encoder' with
+    object_encoder="glimpse"."""
+    widths = (config.canvas_size ** 2,) + tuple(config.encoder_hidden)
+    rng = stream("guide/encoder")
+    params = {"encoder": [he_normal(rng, n_in, n_out, dtype) for n_in, n_out in zip(widths[:-1], widths[1:])]}
+    if config.inference == "global":
+        features, steps = widths[-1], config.max_steps
+    else:
+        hidden = features = config.rnn_hidden
+        steps = 1
+        # The LSTM reads the encoded image (or residual), the previous step's z_where and z_what, and its state.
+        lstm = small_normal(stream("guide/lstm"), widths[-1] + 3 + config.what_dim + hidden, 4 * hidden, dtype,
+                            scale=1.0 / numpy.sqrt(hidden))
+        lstm["b"][hidden:2 * hidden] = 1.0  # forget-gate bias 1 (Gers et al. 2000): remember by default
+        params["lstm"] = lstm
+    params["heads"] = _heads_layer(stream, config, features, steps, dtype)
+    if config.object_encoder == "glimpse":
+        params["glimpse_encoder"] = _glimpse_encoder(stream("guide/glimpse_encoder"), config, dtype)
+    return params
+
+
+def _head_blocks(stream, config, features, steps, dtype):
+    """Each head as its own dense layer (features -> steps x its width), drawn as the seed draws them: He for the
+    presence logit, He / 2 for z_what's mean, N(0, 0.01^2) for z_where and z_what's log-variance, so they start
+    near their biases; windows start centred at scale exp(where_log_scale_init), and a stochastic z_where's
+    posterior sds at 0.3 prior sd (small, as Kosiorek and Bliznashki advise: a wide initial where-posterior is a
+    known cause of collapse). Keyed like head_columns, with log_scale and shift as one block, "where"."""
+    d = config.what_dim
+    blocks = {"pres_logit": he_normal(stream("guide/heads/pres_logit"), features, steps, dtype),
+              "where": small_normal(stream("guide/heads/where"), features, 3 * steps, dtype)}
+    blocks["where"]["b"] = numpy.tile(numpy.array([config.where_log_scale_init, 0.0, 0.0], dtype), steps)
+    if config.z_where == "stochastic":
+        blocks["where_logsd"] = small_normal(stream("guide/heads/where_logsd"), features, 3 * steps, dtype)
+        blocks["where_logsd"]["b"] = numpy.tile(numpy.log(0.3 * numpy.asarray(config.where_prior_sd, dtype)), steps)
+    if config.object_encoder == "global":
+        blocks["what_mean"] = he_normal(stream("guide/heads/what_mean"), features, steps * d, dtype, gain=0.5)
+        blocks["what_logvar"] = small_normal(stream("guide/heads/what_logvar"), features, steps * d, dtype)
+    return blocks
+
+
+def _heads_layer(stream, config, features, steps, dtype):
+    """One dense layer whose output holds, for each of `steps` steps, the head blocks laid out by head_columns."""
+    columns = head_columns(config)
+    columns["where"] = slice(columns.pop("log_scale").start, columns.pop("shift").stop)
+    width = head_width(config)
+    heads = {"w": numpy.zeros((features, steps, width), dtype), "b": numpy.zeros((steps, width), dtype)}
+    for name, block in _head_blocks(stream, config, features, steps, dtype).items():
+        for key in ("w", "b"):
+            lead = heads[key].shape[:-2]
+            heads[key][..., columns[name]] = block[key].reshape(lead + (steps, columns[name].stop - columns[name].start))
+    return {key: value.reshape(value.shape[:-2] + (-1,)) for key, value in heads.items()}
+
+
+def _glimpse_encoder(rng, config, dtype):
+    """MLP from a window-sized glimpse to z_what's mean and log-variance (drawn like the heads' blocks)."""
+    d, p, hidden = config.what_dim, config.window_size, config.glimpse_hidden
+    first = he_normal(rng, p * p, hidden, dtype)
+    out = he_normal(rng, hidden, d, dtype, gain=0.5)
+    logvar = small_normal(rng, hidden, d, dtype)
+    last = {"w": numpy.concatenate([out["w"], logvar["w"]], axis=1), "b": numpy.zeros(2 * d, dtype)}
+    return [first, last]
 
 
 def head_width(config):

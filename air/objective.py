@@ -19,6 +19,7 @@ from autograd.tracer import getval
 from air.estimators import estimator
 from air.guide import guide
 from air.schedules import require
+from air.streams import named
 
 TERMS = ("recon", "kl_what", "kl_pres", "kl_where")  # the negative ELBO's terms, as elbo_terms names them
 
@@ -26,15 +27,16 @@ TERMS = ("recon", "kl_what", "kl_pres", "kl_where")  # the negative ELBO's terms
 def sample_noise(rng, config, batch_size):
     """All randomness of one loss evaluation, a dict of arrays: "what" (B, T, D) standard normal, the
     estimator's own (relaxed: "gumbel" (B, T) logistic; REINFORCE: "pres" (B, T) uniform), and "where" (B, T, 3)
-    standard normal for a stochastic z_where."""
+    standard normal for a stochastic z_where. Each comes from its own stream (air.streams: "noise/what",
+    "noise/pres", "noise/where"), derived from one draw of `rng`, so a switch that adds a kind of noise leaves
+    the others' values as they were."""
     dtype = numpy.dtype(config.dtype)
     t, d = config.max_steps, config.what_dim
-    # Uniforms kept off 0 and 1 (as the seed does), so that the logistic noise made of them stays finite.
-    uniforms = rng.uniform(1e-6, 1.0 - 1e-6, size=(batch_size, t))
-    noise = {"what": rng.standard_normal((batch_size, t, d)).astype(dtype)}
-    noise.update(estimator(config).noise(rng, config, batch_size, uniforms))
+    stream = named(rng)
+    noise = {"what": stream("noise/what").standard_normal((batch_size, t, d)).astype(dtype)}
+    noise.update(estimator(config).noise(stream("noise/pres"), config, batch_size))
     if config.z_where == "stochastic":
-        noise["where"] = rng.standard_normal((batch_size, t, 3)).astype(dtype)
+        noise["where"] = stream("noise/where").standard_normal((batch_size, t, 3)).astype(dtype)
     return noise
 
 

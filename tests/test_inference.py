@@ -1,5 +1,6 @@
 """The recurrent (AIR) and residual (DAIR) inference networks."""
 import dataclasses
+import zlib
 
 import autograd
 import numpy as np
@@ -198,32 +199,67 @@ def test_stochastic_where_gradient_matches_finite_differences(inference, estimat
     assert_leafwise_finite_differences(f, params)
 
 
+def _stream(seed, name):
+    """The generator air.streams.named(default_rng(seed)) gives for `name`, derived here from its documented
+    definition: one integer drawn from the run's generator, and the name's CRC-32 as SeedSequence's spawn key."""
+    entropy = int(np.random.default_rng(seed).integers(2 ** 63))
+    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(zlib.crc32(name.encode()),)))
+
+
 @pytest.mark.parametrize("changes", [{}, {"pres_estimator": "enumerate"},
                                      {"pres_estimator": "reinforce", "z_where": "stochastic", "dtype": "float64"}])
-def test_seed_noise_stream_is_unchanged_by_the_new_switches(changes):
-    """sample_noise's values, drawn again here in the documented order (air.objective.sample_noise): uniforms
-    (B, T) in [1e-6, 1 - 1e-6] first, whatever the estimator; z_what's standard normals (B, T, D); the estimator's
-    own (relaxed: logistic noise log(u / (1 - u)) of those uniforms; REINFORCE: fresh uniforms (B, T)); then z_where's
-    standard normals (B, T, 3) if stochastic. Nothing else is drawn: the generator ends where these draws leave it,
-    so a reordered, added or dropped draw changes the seed's runs and fails here."""
+def test_noise_comes_from_one_named_stream_per_kind(changes):
+    """sample_noise's values, drawn again here from their documented streams (air.objective.sample_noise):
+    "noise/what" (B, T, D) standard normals; "noise/pres", uniforms (B, T) in [1e-6, 1 - 1e-6], as logistic noise
+    log(u / (1 - u)) for the relaxed estimator and as they are for REINFORCE; "noise/where" (B, T, 3) standard
+    normals for a stochastic z_where. The run's generator gives one number and nothing else, so a draw added
+    anywhere changes nothing here, and a changed derivation fails."""
     config = dataclasses.replace(air.preset("seed"), **changes)
     b, t, d, dtype = 4, config.max_steps, config.what_dim, np.dtype(config.dtype)
     rng = np.random.default_rng(0)
     noise = air.sample_noise(rng, config, b)
-    mirror = np.random.default_rng(0)
-    uniforms = mirror.uniform(1e-6, 1 - 1e-6, size=(b, t))
-    expected = {"what": mirror.standard_normal((b, t, d))}
+    expected = {"what": _stream(0, "noise/what").standard_normal((b, t, d))}
+    uniforms = _stream(0, "noise/pres").uniform(1e-6, 1 - 1e-6, size=(b, t))
     if config.pres_estimator == "relaxed":
         expected["gumbel"] = np.log(uniforms / (1 - uniforms))
     if config.pres_estimator == "reinforce":
-        expected["pres"] = mirror.uniform(size=(b, t))
+        expected["pres"] = uniforms
     if config.z_where == "stochastic":
-        expected["where"] = mirror.standard_normal((b, t, 3))
+        expected["where"] = _stream(0, "noise/where").standard_normal((b, t, 3))
     assert set(noise) == set(expected)
     for name, values in expected.items():
         assert noise[name].dtype == dtype and noise[name].shape == values.shape, name
         np.testing.assert_allclose(noise[name], values, rtol=1e-6, atol=1e-6, err_msg=name)
-    assert rng.bit_generator.state == mirror.bit_generator.state, "sample_noise drew more or less than documented"
+    mirror = np.random.default_rng(0)
+    mirror.integers(2 ** 63)
+    assert rng.bit_generator.state == mirror.bit_generator.state, "sample_noise took more than one number from rng"
+
+
+def test_a_switch_that_adds_a_part_leaves_every_other_parts_draws():
+    """Named streams (air.streams): switching on the glimpse encoder, a stochastic z_where or REINFORCE adds
+    parameters and noise and changes none that were there, and the heads' shared columns keep their values."""
+    from air.guide import head_columns
+    from air.tree import leaves
+    base = air.preset("seed")
+    params = dict(leaves(air.init_params(np.random.default_rng(3), base)))
+    noise = air.sample_noise(np.random.default_rng(3), base, 5)
+    for changes in ({"object_encoder": "glimpse"}, {"z_where": "stochastic"}, {"pres_estimator": "reinforce"},
+                    {"z_where": "stochastic", "pres_estimator": "enumerate", "object_encoder": "glimpse"}):
+        config = dataclasses.replace(base, **changes)
+        other = dict(leaves(air.init_params(np.random.default_rng(3), config)))
+        for path in ("encoder/0/w", "encoder/1/w", "decoder/0/w", "decoder/1/w", "decoder/1/b"):
+            np.testing.assert_array_equal(other[path], params[path], err_msg=f"{changes}: {path}")
+        for column in ("pres_logit", "log_scale", "shift"):  # every step's shared head columns
+            mine, theirs = head_columns(base)[column], head_columns(config)[column]
+            for t in range(base.max_steps):
+                width, other_width = (params["heads/w"].shape[1] // base.max_steps,
+                                      other["heads/w"].shape[1] // base.max_steps)
+                np.testing.assert_array_equal(other["heads/w"][:, t * other_width + theirs.start:
+                                                               t * other_width + theirs.stop],
+                                              params["heads/w"][:, t * width + mine.start:t * width + mine.stop],
+                                              err_msg=f"{changes}: {column} of step {t}")
+        other_noise = air.sample_noise(np.random.default_rng(3), config, 5)
+        np.testing.assert_array_equal(other_noise["what"], noise["what"])
 
 
 def test_tanh_scale_bound_keeps_a_gradient_where_the_clip_has_none():

@@ -42,7 +42,11 @@ def test_conv_decoder_draws_dark_windows_of_the_right_size():
     windows = decode(params, config, z_what)
     assert windows.shape == (5, 3, 16, 16) and windows.dtype == np.float32
     assert 0.0 < windows.min() and windows.max() < 1.0
-    assert 0.05 < np.median(windows) < 0.3  # near sigmoid(decoder_bias = -2) ~ 0.12 at the start
+    # Near sigmoid(decoder_bias = -2) ~ 0.12 at the start: one draw of the conv stack moves its level (medians of
+    # 0.03-0.27 over twelve draws), so the level is checked over eight initialisations.
+    levels = [np.median(decode(air.init_params(np.random.default_rng(seed), config), config, z_what))
+              for seed in range(8)]
+    assert 0.05 < np.median(levels) < 0.3
 
 
 def test_conv_decoder_needs_a_window_divisible_by_4():

@@ -153,10 +153,18 @@ def test_enumerated_loss_equals_the_sum_over_counts(setting, composition):
 
 @pytest.mark.parametrize("composition", ["sum", "max"])
 def test_enumerated_loss_passes_the_gradient_check(setting, seeded_global_random, composition):
+    """autograd's own check for the summed scene. The maximum has a kink wherever two steps' canvases tie, and at
+    the start every window is a similar grey, so a 1e-6 step crosses one for some parameter draws: there the
+    project's check (air.gradcheck), which repeats a failed difference at smaller steps, is the fair one."""
     from autograd.test_util import check_grads
+    from air.gradcheck import check_gradients, problem
     config, params, images, noise = setting
     config = dataclasses.replace(config, pres_estimator="enumerate", composition=composition)
-    check_grads(lambda p: air.loss(p, images, noise, config, fixed(config, 0.5)), modes=["rev"], order=1)(params)
+    if composition == "sum":
+        check_grads(lambda p: air.loss(p, images, noise, config, fixed(config, 0.5)), modes=["rev"], order=1)(params)
+    else:
+        checks = check_gradients(*problem(config, images))
+        assert all(c.passes(1e-6) for c in checks), [c for c in checks if not c.passes(1e-6)]
 
 
 def test_geometric_prior_kl_against_direct_enumeration(setting):
