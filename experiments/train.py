@@ -2,6 +2,8 @@
 
 Every Config field is a flag (python -m experiments.train --help lists them); --preset picks the defaults.
 """
+import contextlib
+import signal
 import sys
 from pathlib import Path
 
@@ -50,7 +52,9 @@ def main(argv=None):
     show_progress = not args.quiet and sys.stderr.isatty()
     on_epoch = None if args.quiet else lambda record: _print_epoch(record, show_progress)
     try:
-        metrics = train(config, datasets, out_dir=out, resume=resume, progress=show_progress, on_epoch=on_epoch)
+        with stop_between_steps() as on_step:
+            metrics = train(config, datasets, out_dir=out, resume=resume, progress=show_progress, on_epoch=on_epoch,
+                            on_step=on_step)
     except NonFiniteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -69,6 +73,30 @@ def main(argv=None):
         if not args.quiet:
             print(f"figures: {', '.join(str(p) for p in paths)}", flush=True)
     return 0
+
+
+@contextlib.contextmanager
+def stop_between_steps():
+    """Ctrl-C (SIGINT) stops training at the end of the step it arrives in: the handler only notes it, and the
+    on_step callback this yields raises KeyboardInterrupt in ordinary code. Python would otherwise raise it at
+    whatever bytecode runs next, and where that is a finalizer (autograd frees many objects a step) the exception
+    is printed and ignored, and the run goes on. A second Ctrl-C stops at once."""
+    requested = []
+
+    def note(signum, frame):
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(signum)
+
+    def on_step(step, params_fn):
+        if requested:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield on_step
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _checkpoint(checkpoint):
