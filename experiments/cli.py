@@ -6,9 +6,10 @@ import re
 import shutil
 import sys
 
-from air.checkpoint import CheckpointError
+from air.checkpoint import CheckpointError, load_checkpoint
 from air.config import CHOICES, PRESETS, Config, ConfigError, preset
 from air.data import DataError
+from air.shipped import PretrainedError, pretrained
 
 
 class UsageError(Exception):
@@ -199,6 +200,43 @@ def load_data(config, quiet=False):
     if not quiet:
         print(f"data: {mnist.source}", flush=True)
     return build_datasets(config, mnist)
+
+
+def load_model(args):
+    """(params, config) of args.run or of the shipped model args.pretrained (exactly one of them given)."""
+    if (args.run is None) == (args.pretrained is None):
+        raise UsageError("give a RUN folder or --pretrained NAME (one of them)")
+    try:
+        return pretrained(args.pretrained) if args.pretrained else load_checkpoint(args.run)
+    except PretrainedError as e:
+        raise UsageError(f"--pretrained: {e}") from None
+    except CheckpointError as e:
+        raise UsageError(f"RUN: {e}") from None
+
+
+def add_family_flags(parser):
+    """The flags that choose another family of held-out scenes to score a run on (see scene_family)."""
+    family = parser.add_argument_group("another scene family (defaults: the run's own)")
+    family.add_argument("--digit-size", default=None, metavar="LOW,HIGH",
+                        help="digit sides in px on a 32-px canvas, scaled with the canvas (Config.digit_size)")
+    family.add_argument("--overlap", choices=["allowed", "rejected"], default=None,
+                        help="digits may cross, or are kept from piling ink (Config.overlap)")
+    family.add_argument("--max-digits", type=int, default=None, help="scenes hold 0..N digits (Config.max_digits)")
+    family.add_argument("--n-test", type=int, default=None, help="how many scenes to score (Config.n_test)")
+
+
+def scene_family(config, args):
+    """The run's config with the scene fields the flags name replaced (the model's fields are never touched)."""
+    changes = {}
+    if args.digit_size is not None:
+        try:
+            changes["digit_size"] = tuple(int(v) for v in args.digit_size.split(","))
+        except ValueError:
+            raise UsageError(f"--digit-size: expected two integers LOW,HIGH, got {args.digit_size!r}") from None
+    for name in ("overlap", "max_digits", "n_test"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    return dataclasses.replace(config, **changes)  # ConfigError names a bad value's flag
 
 
 def unstarted_run(out):

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.cli import Parser, UsageError, int_list, plural, run
+from experiments.cli import Parser, UsageError, int_list, load_model, plural, run
 
 FEATURES = ("objects", "air", "pixels", "cnn")
 TASKS = ("sum", "order", "digit")
@@ -292,7 +292,6 @@ def main(argv=None):
     if max(budgets) > 100_000:
         raise UsageError(f"--budgets: at most 100,000 labelled scenes, got {max(budgets):,}")
 
-    from experiments.evaluate import load_model
     if args.pretrained is None and args.run is None:
         args.pretrained = "paper"
     params, config = load_model(args)

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.cli import Parser, UsageError, load_data, run
-from experiments.evaluate import add_family_flags, scene_family
+from experiments.cli import Parser, UsageError, add_family_flags, load_data, run, scene_family
 
 # Bin edges in pixels of a 50-px canvas; on another canvas they scale with its side (bins_for).
 DISTANCE_BINS = (0, 10, 14, 18, 22, 26, 32, 80)  # between the two digit centres (80 is far)

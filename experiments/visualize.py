@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.cli import Parser, UsageError, load_data, run
+from experiments.cli import Parser, UsageError, load_data, load_model, run
 
 
 def main(argv=None):
@@ -44,7 +44,6 @@ def main(argv=None):
 
 def _pretrained(args):
     from air.viz import save_figures
-    from experiments.evaluate import load_model
     params, config = load_model(args)
     folder = Path(args.out or f"runs/pretrained-{args.pretrained}/figures")
     datasets = load_data(config, quiet=args.quiet)
