@@ -22,6 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from air.guide import glimpse_posterior, guide
+from air.objective import elbo_at_means
+from air.schedules import pres_prior, steps_per_epoch
+from air.transformer import box_where
 from experiments.cli import Parser, UsageError, add_family_flags, load_data, run, scene_family
 
 # Bin edges in pixels of a 50-px canvas; on another canvas they scale with its side (bins_for).
@@ -63,36 +67,31 @@ def one_digit_table(params, config, scenes):
 def explanation_gains(params, config, scenes):
     """Per two-digit scene, ELBO gains in nats (see the module docstring): "oracle", two windows on the true digit
     frames over the model's first step alone; "model", the model's first two steps over its first step alone."""
-    from air.generative import negative_log_likelihood, prior_count_probs, reconstruct
-    from air.guide import glimpse_posterior, guide, what_kl_twice
-    from air.schedules import pres_prior, steps_per_epoch
-    from air.transformer import box_where
     if config.object_encoder != "glimpse":
         raise UsageError("--gains needs a run whose z_what comes from the glimpse encoder (object_encoder=glimpse)")
     two = scenes.counts == 2
     images = scenes.images[two].astype(config.dtype)
-    n, size, p = len(images), config.canvas_size, config.window_size
     total = config.n_epochs * steps_per_epoch(config)
-    log_prior = np.log(prior_count_probs(pres_prior(config, total, total)))  # p(n), n = 0..T, at the end
-
-    def elbo(z_what, what_logvar, log_scale, shift, count):
-        gates = (np.arange(z_what.shape[1]) < count).astype(config.dtype)[None].repeat(n, axis=0)
-        recon = reconstruct(params, config, gates, z_what, log_scale, shift)
-        sse = np.sum((recon - images) ** 2, axis=(1, 2))
-        kl = 0.5 * np.sum(what_kl_twice(z_what, what_logvar)[:, :count], axis=(1, 2))
-        return -negative_log_likelihood(sse, config) + log_prior[count] - kl
-
+    prior = pres_prior(config, total, total)  # the count prior at the end of training
     post = guide(params, config, images)
-    mine = (post["what_mean"], post["what_logvar"], post["log_scale"], post["shift"])
-    one, own_two = elbo(*mine, count=1), elbo(*mine, count=2)
-    log_scale, shift = box_where(scenes.boxes[two, :2], size, p)  # windows on the true digit frames (N, 2)
+    one = elbo_at_means(params, config, images, post, 1, prior)
+    own_two = elbo_at_means(params, config, images, post, 2, prior)
+    frames = true_frame_posterior(params, config, images, scenes.boxes[two])
+    oracle = elbo_at_means(params, config, images, frames, 2, prior)
+    return {"oracle": oracle - one, "model": own_two - one}
+
+
+def true_frame_posterior(params, config, images, boxes):
+    """Two windows on the true digit frames, boxes (N, 2, 4), each z_what from the model's own glimpse encoder, as
+    elbo_at_means reads them: what_mean and what_logvar (N, 2, D), log_scale (N, 2) and shift (N, 2, 2)."""
+    n, d = len(images), config.what_dim
+    log_scale, shift = box_where(boxes[:, :2], config.canvas_size, config.window_size)
     log_scale = np.clip(log_scale, *config.log_scale_range).astype(config.dtype)  # as the model's windows are
     shift = shift.astype(config.dtype)
     mean, logvar = glimpse_posterior(params, config, np.repeat(images, 2, axis=0), log_scale.reshape(-1),
                                      shift.reshape(-1, 2))
-    d = config.what_dim
-    oracle = elbo(mean.reshape(n, 2, d), logvar.reshape(n, 2, d), log_scale, shift, count=2)
-    return {"oracle": oracle - one, "model": own_two - one}
+    return {"what_mean": mean.reshape(n, 2, d), "what_logvar": logvar.reshape(n, 2, d), "log_scale": log_scale,
+            "shift": shift}
 
 
 def _bins(table, key, edges):
