@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from air.metrics import family_scores
 from experiments.cli import Parser, UsageError, flag_text, load_data, run
 
 PYRO_SCALE = (12, 16)  # digit sides on a 32-px canvas: 19-25 px on 50 px, Pyro's multi-MNIST frames
@@ -41,14 +42,13 @@ def commit():
 
 def model_card(name, folder, params, config, n_test, trained=None):
     """The card of `params` under `config` (as shipped); `trained` is the config the run trained with."""
-    from experiments.compare import score
     metrics = json.loads((folder / "metrics.json").read_text())
     if metrics.get("status") != "complete":
         raise UsageError(f"RUN: {folder} is not a finished run (status {metrics.get('status')!r})")
     scores = {}
     for family, changes in (("own", {}), ("pyro_scale", {"digit_size": PYRO_SCALE})):
         family_config = dataclasses.replace(config, n_test=n_test, **changes)
-        s = score(params, family_config, load_data(family_config, quiet=True).test)
+        s = family_scores(params, family_config, load_data(family_config, quiet=True).test)
         scores[family] = {k: s[k] for k in ("digit_size", "n_test", "count_acc", "stderr", "merged_two", "box_iou")}
     return {"name": name, "command": train_command(trained or config), "seed": config.seed, "commit": commit(),
             "canvas_size": config.canvas_size, "max_digits": config.max_digits, "overlap": config.overlap,
