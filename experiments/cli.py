@@ -9,6 +9,7 @@ import sys
 from air.checkpoint import CheckpointError, load_checkpoint
 from air.config import CHOICES, PRESETS, Config, ConfigError, preset
 from air.data import DataError
+from air.runs import BackendError
 from air.shipped import PretrainedError, pretrained
 
 
@@ -81,7 +82,7 @@ def run(main, argv=None):
     """Call main(argv), turning expected failures into one line on stderr and an exit status."""
     try:
         return main(argv)
-    except (UsageError, ConfigError, DataError, CheckpointError) as e:
+    except (UsageError, ConfigError, DataError, CheckpointError, BackendError) as e:
         print(f"{main.__module__.replace('__main__', 'air')}: error: {_message(e)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as Unix tools do
@@ -90,10 +91,13 @@ def run(main, argv=None):
 
 
 def _message(error):
-    """The error as one line: a Config field as its flag, a data file with the AIR_MNIST_DIR it was found by."""
+    """The error as one line: a Config field or a backend as its flag, a data file with the AIR_MNIST_DIR it was found
+    by."""
     text = str(error)
     if isinstance(error, ConfigError):
         text = f"--{error.name.replace('_', '-')}: {error.problem}"
+    elif isinstance(error, BackendError):
+        text = f"--backend {error.backend}: {error.problem}"
     elif isinstance(error, DataError) and os.environ.get("AIR_MNIST_DIR"):
         text = f"AIR_MNIST_DIR: {error}"
     return " ".join(text.split())
