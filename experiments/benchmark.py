@@ -11,7 +11,6 @@ The data are whatever `python -m experiments.train` would use (set AIR_MNIST_DIR
 """
 import csv
 import dataclasses
-import importlib.util
 import json
 import subprocess
 import sys
@@ -21,27 +20,33 @@ from pathlib import Path
 
 import numpy as np  # one thread: experiments/__init__.py sets it before numpy loads
 
-from air.runtime import environment
+import air
+from air.config import PRESETS
+from air.data import digit_pools, load_mnist, make_scenes
+from air.optim import adam_init, adam_update
+from air.runtime import environment, tune_allocator
+from air.schedules import Schedule, pres_prior
+from air.train import gradient_and_terms, learning_rates
+from air.tree import Layout
 from experiments.cli import Parser, UsageError, int_list, preset_help, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def hand_gradient_module():
-    """tests/hand_gradient.py, the hand-derived reference (it lives with the tests, not in air/)."""
-    spec = importlib.util.spec_from_file_location("hand_gradient", ROOT / "tests" / "hand_gradient.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """tests/hand_gradient.py, the hand-derived reference, which lives with the tests, not in air/. Imported where
+    the hand step is timed, not at the top, so that the other timings run without tests/ (an installed package);
+    `python -m experiments.benchmark` run from the repository root has it on the path."""
+    try:
+        from tests import hand_gradient
+    except ImportError:
+        raise UsageError("the hand-derived step needs the repository's tests/ folder (run the benchmark from the "
+                         "repository root, or pass --skip-steps)") from None
+    return hand_gradient
 
 
 def _problem(config, batch_size):
     """Parameters, random images and noise of one batch, the flat layout, and the training gradient."""
-    import air
-    from air.schedules import Schedule, pres_prior
-    from air.train import gradient_and_terms
-    from air.tree import Layout
-
     rng = np.random.default_rng(0)
     params = air.init_params(rng, config)
     images = rng.random((batch_size, config.canvas_size, config.canvas_size)).astype(config.dtype)
@@ -66,7 +71,6 @@ def _median_step(step, state, warmup, repeats):
 
 def step_times(config, batch_size, repeats, warmup=20):
     """Median seconds of one training step for the autograd path and the hand-derived one."""
-    from air.optim import adam_init, adam_update
     params, images, noise, layout, gradient = _problem(config, batch_size)
     hand = hand_gradient_module()
 
@@ -83,8 +87,6 @@ def step_times(config, batch_size, repeats, warmup=20):
 
 def training_step_time(config, batch_size, repeats, warmup=3):
     """Median seconds of one training step (gradient + Adam) of any config, as air.train runs it."""
-    from air.optim import adam_init, adam_update
-    from air.train import learning_rates
     params, _, _, layout, gradient = _problem(config, batch_size)
     rates = learning_rates(config, layout)
     return _median_step(lambda state: adam_update(state, gradient(state["params"]), rates),
@@ -93,7 +95,6 @@ def training_step_time(config, batch_size, repeats, warmup=3):
 
 def scaling(presets, batch_sizes, canvas_sizes, repeats, plot_path=None):
     """Per-step time of each preset against batch size (at its own canvas) and canvas size (at batch 32)."""
-    import air
     rows = []
     for name in presets:
         base = air.preset(name)
@@ -157,7 +158,6 @@ def seed_runs(seeds, preset, train_args=()):
 def scene_times(n, repeats, overlaps=("allowed", "rejected")):
     """Median seconds of make_scenes drawing n seed-sized scenes (32 px, 0-2 digits) from the MNIST training pool,
     per overlap rule. About 15 ms for 3,000 crossing scenes: far more means a fall back to per-pixel loops."""
-    from air.data import digit_pools, load_mnist, make_scenes
     pool = digit_pools(load_mnist())["train"]
     times = {}
     for overlap in overlaps:
@@ -185,12 +185,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     seeds = int_list(args.seeds, "--seeds")
 
-    import air
-    from air.runtime import tune_allocator
     tune_allocator()
     base = air.preset(args.preset)
     if args.scaling:
-        from air.config import PRESETS
         rows = scaling(sorted(PRESETS), (8, 16, 32, 64), (32, 48, 64), repeats=max(5, args.repeats // 30),
                        plot_path=args.plot)
         print("| preset | canvas | batch | ms per step |", flush=True)
