@@ -2,6 +2,7 @@
 
 The pinned public API: Config, preset, init_params, sample_noise, loss, infer, load_checkpoint, pretrained.
 """
+from air.checkpoint import load_checkpoint
 from air.config import Config, ConfigError, preset
 from air.model import infer, init_params
 from air.objective import elbo_terms, loss, sample_noise
@@ -9,9 +10,3 @@ from air.shipped import pretrained
 
 __all__ = ["Config", "ConfigError", "preset", "init_params", "sample_noise", "loss", "elbo_terms", "infer",
            "load_checkpoint", "pretrained"]
-
-
-def load_checkpoint(path):
-    """(params, config) of a run folder or its checkpoint file (the best-validation parameters)."""
-    from air.checkpoint import load_checkpoint as _load
-    return _load(path)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from autograd.differential_operators import grad_and_aux
+from tqdm import tqdm
 
 from air import data as air_data
 from air.checkpoint import CHECKPOINT, read_checkpoint, save_checkpoint, write_json
@@ -308,5 +309,4 @@ class _NoBar:
 def _progress_bar(total, initial, enabled):
     if not enabled:
         return _NoBar()
-    from tqdm import tqdm
     return tqdm(total=total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True, leave=False)

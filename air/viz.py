@@ -9,10 +9,11 @@ Every picture follows the same conventions, so one can be read after another:
 - ground-truth digit boxes in white, never a step colour;
 - boxes in the pixel-edge coordinates air.infer and air.data use: an image spans [0, W] x [0, H].
 
-matplotlib is imported only inside the functions that draw (a run without figures never loads it), and only
-its object-oriented API with the Agg canvas: no pyplot, no global figure registry, no display, and no change to
-the backend of a session (a notebook) that imports this module. Scenes are picked deterministically (the first
-scenes of each count), so the figures of a run are the same every time they are drawn.
+matplotlib is imported only inside the functions that draw (a run without figures never loads it, and a command
+starts about 0.8 s sooner), and only its object-oriented API with the Agg canvas: no pyplot, no global figure
+registry, no display, and no change to the backend of a session (a notebook) that imports this module. Scenes are
+picked deterministically (the first scenes of each count), so the figures of a run are the same every time they
+are drawn.
 """
 import json
 import math
@@ -20,7 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from air.checkpoint import read_checkpoint
+from air.data import load_mnist
+from air.metrics import evaluate
 from air.model import infer
+from air.schedules import steps_per_epoch, temperature
+from air.train import build_datasets
 
 # matplotlib's tab10, written out so the colours are known without importing matplotlib.
 STEP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -59,7 +65,7 @@ def _rows_by_count(counts, indices):
 
 def figure(width, height):
     """A matplotlib Figure on an Agg canvas (no pyplot, no display)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: see the module docstring
     from matplotlib.figure import Figure
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
@@ -77,7 +83,7 @@ def draw_step_boxes(ax, boxes, z_pres, linewidth=1.6, first_step=0, clip=None, g
     Present steps are drawn above absent ones; `clip` (a patch) bounds them. Returns the rectangles in step order;
     step t's has gid "<gid>step<t>" (steps numbered from `first_step`).
     """
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Rectangle  # lazy: see the module docstring
     rectangles = []
     for t, ((x0, y0, x1, y1), present) in enumerate(zip(boxes, z_pres), start=first_step):
         rect = Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=step_color(t), linewidth=linewidth,
@@ -91,7 +97,7 @@ def draw_step_boxes(ax, boxes, z_pres, linewidth=1.6, first_step=0, clip=None, g
 
 def draw_truth_boxes(ax, boxes, linewidth=1.2, clip=None, gid=""):
     """Ground-truth boxes (K, 4) in TRUTH_COLOR, NaN rows skipped; gid "<gid>truth". Returns the rectangles."""
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Rectangle  # lazy: see the module docstring
     rectangles = []
     for x0, y0, x1, y1 in boxes:
         if np.isnan(x0):
@@ -152,7 +158,7 @@ class Board:
                               extent=(x, x + self.size, y + self.size, y), gid=gid)
 
     def clip(self, r, c):
-        from matplotlib.patches import Rectangle
+        from matplotlib.patches import Rectangle  # lazy: see the module docstring
         x, y = self.origin(r, c)
         return Rectangle((x, y), self.size, self.size, transform=self.ax.transData)
 
@@ -167,7 +173,7 @@ class Board:
 
     def frame(self, r, c, t, present):
         """Outline panel (r, c) in step t's colour, dashed if the step is absent."""
-        from matplotlib.patches import Rectangle
+        from matplotlib.patches import Rectangle  # lazy: see the module docstring
         x, y = self.origin(r, c)
         self.ax.add_patch(Rectangle((x, y), self.size, self.size, fill=False, edgecolor=step_color(t),
                                     linewidth=1.6, linestyle="-" if present else ABSENT_STYLE, zorder=4))
@@ -189,7 +195,7 @@ class Board:
 
     def step_legend(self, n_steps, bottom=0.05):
         """The key to step colours and line styles, `bottom` inches above the figure's lower edge."""
-        from matplotlib.lines import Line2D
+        from matplotlib.lines import Line2D  # lazy: see the module docstring
         handles = [Line2D([], [], color=step_color(t), linewidth=2, label=f"step {t}") for t in range(n_steps)]
         handles += [Line2D([], [], color="0.35", linewidth=1.6, label="present"),
                     Line2D([], [], color="0.35", linewidth=1.6, linestyle=ABSENT_STYLE, label="absent")]
@@ -217,6 +223,7 @@ def training_curves(history, best_epoch=None, chance=None):
     `history` is metrics.json's list of per-epoch records. The best epoch is a dotted vertical line (gid
     "best-epoch") in every panel and a star on the validation accuracy; `chance` is a gray line there.
     """
+    # lazy: see the module docstring
     from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
     epochs = np.array([h["epoch"] for h in history])
     series = lambda key: np.array([h[key] for h in history], dtype=float)
@@ -509,7 +516,6 @@ def _figure_makers(params, config, datasets, metrics, split="val"):
     if "confusion" in metrics:
         confusions = {"validation": metrics["val_confusion"], "test": metrics["confusion"]}
     else:
-        from air.metrics import evaluate
         confusions = {SPLITS[split]: evaluate(params, config, scenes)["confusion"]}
     makers = {
         "training_curves": lambda: training_curves(history, metrics.get("best_epoch"),
@@ -533,7 +539,6 @@ def write_figures(run_dir, datasets=None):
     (from the checkpoint's history while a run has no metrics.json yet). `datasets` are the run's scenes; by
     default they are rebuilt from its config, as training built them.
     """
-    from air.checkpoint import read_checkpoint
     run = Path(run_dir)
     state = read_checkpoint(run)
     params, config = state["best_params"], state["config"]
@@ -543,8 +548,6 @@ def write_figures(run_dir, datasets=None):
     else:
         metrics = {"history": state["history"], "best_epoch": state["best"].get("epoch")}
     if datasets is None:
-        from air.data import load_mnist
-        from air.train import build_datasets
         datasets = build_datasets(config, load_mnist())
     return save_figures(figure_paths(run)["attention"].parent, params, config, datasets, metrics)
 
@@ -589,8 +592,7 @@ def write_training_gif(path, snapshots, images, true_counts, config, fps=6):
     """
     if not snapshots:
         raise ValueError("no snapshots to animate")
-    from matplotlib.animation import PillowWriter
-    from air.schedules import steps_per_epoch, temperature
+    from matplotlib.animation import PillowWriter  # lazy: see the module docstring
     n = len(images)
     # A fixed layout, as for the figures: every frame has the same size and the margins hold the text.
     board = Board(2, n, config.canvas_size, panel=1.25, gaps=0.08, row_gap=0.1, top=0.62, bottom=0.34, left=0.3,

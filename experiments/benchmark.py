@@ -110,6 +110,7 @@ def scaling(presets, batch_sizes, canvas_sizes, repeats, plot_path=None):
 
 
 def _plot_scaling(rows, presets, path):
+    # lazy: matplotlib adds about 0.8 s to start-up; only drawing needs it
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator
     fig = Figure(figsize=(9, 3.6))

@@ -1,16 +1,18 @@
 """What every command-line script shares: flags generated from Config, one-line errors, data loading."""
 import argparse
 import dataclasses
+import difflib
 import os
 import re
 import shutil
 import sys
 
 from air.checkpoint import CheckpointError, load_checkpoint
-from air.config import CHOICES, PRESETS, Config, ConfigError, preset
-from air.data import DataError
+from air.config import CHOICES, PRESETS, Config, ConfigError, preset, sections
+from air.data import DataError, load_mnist
 from air.runs import BackendError
 from air.shipped import PretrainedError, pretrained
+from air.train import build_datasets
 
 
 class UsageError(Exception):
@@ -31,7 +33,6 @@ class Parser(argparse.ArgumentParser):
         """'; did you mean --n-epochs?' for an unrecognised flag close to a known one (else '')."""
         if not message.startswith("unrecognized arguments:"):
             return ""
-        import difflib
         known = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
         for word in message.split(":", 1)[1].split():
             flag = word.split("=", 1)[0]
@@ -153,7 +154,6 @@ def add_run_flags(parser, default_out):
 def add_config_flags(parser):
     """One flag per Config field, named after it (kl_what_weight -> --kl-what-weight), default from --preset,
     grouped by the Config's sections (scenes, guide and generative model, objective, optimisation)."""
-    from air.config import sections
     fields = {f.name: f for f in dataclasses.fields(Config)}
     for title, names in sections():
         group = parser.add_argument_group(f"{title} (Config fields; defaults from --preset)")
@@ -198,8 +198,6 @@ def flag_text(value):
 
 def load_data(config, quiet=False):
     """MNIST (printing one line naming the source) and the run's train / validation / test scenes."""
-    from air.data import load_mnist
-    from air.train import build_datasets
     mnist = load_mnist()
     if not quiet:
         print(f"data: {mnist.source}", flush=True)

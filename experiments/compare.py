@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from air.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from air.metrics import family_scores
 from experiments.cli import Parser, UsageError, load_data, run
 
@@ -36,7 +37,6 @@ def parse_family(text):
 
 def train_minutes(path):
     """The run's training wall time in minutes from its metrics.json, or '' if it has none."""
-    from air.checkpoint import checkpoint_path
     try:
         seconds = json.loads((checkpoint_path(path).parent / "metrics.json").read_text())["wall_s"]
     except (OSError, ValueError, KeyError):  # checkpoint_path has already found the run (main loaded it)
@@ -61,7 +61,6 @@ def main(argv=None):
         raise UsageError(f"--label: {len(labels)} names for {len(args.runs)} runs")
     families = [("own", None)] + [parse_family(f) for f in args.family]
 
-    from air.checkpoint import CheckpointError, load_checkpoint
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -90,7 +89,7 @@ def main(argv=None):
 
 
 def _plot(rows, families, labels, path):
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib adds about 0.8 s to start-up; only drawing needs it
     fig = Figure(figsize=(max(5.0, 1.1 * len(labels) + 2), 3.6))
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / len(families)

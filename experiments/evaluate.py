@@ -12,6 +12,8 @@ The scenes are the run's own held-out family unless told otherwise: --digit-size
 import json
 import sys
 
+from air.metrics import evaluate
+from air.shipped import card
 from experiments.cli import Parser, add_family_flags, load_data, load_model, run, scene_family
 
 
@@ -26,7 +28,6 @@ def main(argv=None):
     add_family_flags(parser)
     args = parser.parse_args(argv)
 
-    from air.metrics import evaluate
     params, config = load_model(args)
     if args.pretrained and args.n_test is None and args.split == "test" and _own_family(args):
         args.n_test = _card_scenes(args.pretrained)  # the card's own-family figure is scored on as many
@@ -61,7 +62,6 @@ def _own_family(args):
 
 def _card_scenes(name):
     """How many test scenes the shipped model's card scored its own family on."""
-    from air.shipped import card
     return int(card(name)["test"]["own"]["n_test"])
 
 

@@ -11,7 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from air import shipped
+from air.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
+from air.config import PRESETS
 from air.metrics import family_scores
+from air.tree import leaves, nest
 from experiments.cli import Parser, UsageError, flag_text, load_data, run
 
 PYRO_SCALE = (12, 16)  # digit sides on a 32-px canvas: 19-25 px on 50 px, Pyro's multi-MNIST frames
@@ -20,7 +24,6 @@ PYRO_SCALE = (12, 16)  # digit sides on a 32-px canvas: 19-25 px on 50 px, Pyro'
 def train_command(config):
     """The experiments.train command line that trains `config`: its preset (the first whose fields it matches
     most) and a flag for every field that differs from it."""
-    from air.config import PRESETS
     fields = [f.name for f in dataclasses.fields(config) if f.name != "seed"]
     name = min(PRESETS, key=lambda p: sum(getattr(PRESETS[p], f) != getattr(config, f) for f in fields))
     flags = [f"--{f.replace('_', '-')} {flag_text(getattr(config, f))}" for f in fields
@@ -86,15 +89,12 @@ def main(argv=None):
     if not args.name.isidentifier():
         raise UsageError(f"--name: a plain name such as paper, got {args.name!r}")
 
-    from air import shipped
-    from air.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
     try:
         folder = checkpoint_path(args.run).parent
         params, config = load_checkpoint(folder)
     except CheckpointError as e:
         raise UsageError(f"RUN: {e}") from None
     # Scored as shipped: float32 parameters under a float32 config.
-    from air.tree import leaves, nest
     params = nest({k: v.astype("float32") for k, v in leaves(params)})
     trained, config = config, dataclasses.replace(config, dtype="float32")
     card = model_card(args.name, folder, params, config, args.n_test, trained)

@@ -19,6 +19,7 @@ import numpy as np
 
 from air.config import ConfigError
 from air.runs import RunSpec, execute, publish
+from air.viz import figure
 from experiments.cli import (Parser, UsageError, add_config_flags, config_from_args, int_list, plural, preset_help,
                              run)
 
@@ -97,7 +98,6 @@ def write_table(out, table):
 
 
 def plot(out, table):
-    from air.viz import figure
     fig = figure(9, 3.4)
     axes = fig.subplots(1, len(EXPERIMENTS), sharey=True)
     for ax, experiment in zip(np.atleast_1d(axes), EXPERIMENTS):

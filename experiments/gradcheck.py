@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from air.data import digit_pools, load_mnist, make_scenes
+from air.gradcheck import check_gradients, group_slices, problem, step_size_curve
+from air.viz import figure
 from experiments.cli import Parser, UsageError, add_config_flags, config_from_args, preset_help, run
 
 STEPS = np.logspace(-1, -11, 21)  # step sizes of the curve
@@ -45,8 +48,6 @@ def main(argv=None):
                              f"got {getattr(args, name)}")
     config, _ = config_from_args(args)
 
-    from air.data import digit_pools, load_mnist, make_scenes
-    from air.gradcheck import check_gradients, group_slices, problem, step_size_curve
     rng = np.random.default_rng(args.check_seed)
     pool = digit_pools(load_mnist())["train"]
     images = make_scenes(rng, pool, args.batch, config.canvas_size, config.max_digits, config.digit_size,
@@ -86,7 +87,6 @@ def main(argv=None):
 
 
 def _plot(path, curves, args):
-    from air.viz import figure
     fig = figure(6, 4)  # no pyplot, so no backend is switched
     ax = fig.subplots()
     for group, errors in curves.items():

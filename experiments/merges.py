@@ -22,7 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from air.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from air.guide import glimpse_posterior, guide
+from air.metrics import box_iou
+from air.model import infer
 from air.objective import elbo_at_means
 from air.schedules import pres_prior, steps_per_epoch
 from air.transformer import box_where
@@ -45,8 +48,6 @@ def bins_for(edges, canvas_size):
 
 def two_digit_table(params, config, scenes):
     """Per two-digit scene: centre distance (px), mean side (px), box IoU of the two digits, inferred count."""
-    from air import infer
-    from air.metrics import box_iou
     two = scenes.counts == 2
     boxes = scenes.boxes[two, :2]
     centres = (boxes[..., :2] + boxes[..., 2:]) / 2
@@ -58,7 +59,6 @@ def two_digit_table(params, config, scenes):
 
 def one_digit_table(params, config, scenes):
     """Per one-digit scene: the digit's side (px) and the inferred count."""
-    from air import infer
     one = scenes.counts == 1
     box = scenes.boxes[one, 0]
     return {"size": box[:, 2] - box[:, 0], "count": infer(params, config, scenes.images[one])["count"]}
@@ -119,7 +119,6 @@ def bin_centres(table, key, edges):
 
 def default_out(runs):
     """RUN/merges for one run; several runs need --out, so that one call never overwrites another's files."""
-    from air.checkpoint import CheckpointError, checkpoint_path
     if len(runs) > 1:
         raise UsageError("--out: give a folder when scoring several runs (one run's default is RUN/merges)")
     try:
@@ -143,7 +142,6 @@ def main(argv=None):
     if len(labels) != len(args.runs):
         raise UsageError(f"--label: {len(labels)} names for {len(args.runs)} runs")
 
-    from air.checkpoint import CheckpointError, load_checkpoint
     out = Path(args.out) if args.out else default_out(args.runs)
     if (out / "merges.csv").exists() and not args.overwrite:
         raise UsageError(f"--out: {out} already holds merges.csv; pass --overwrite to replace it, or another --out")
@@ -206,7 +204,7 @@ def _median(values):
 def _plot(results, singles, centres, path):
     """Three panels, a line a run: each bin's share drawn at the mean value of its scenes; a bin of fewer than FEW
     scenes hollow, with its count beside it."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib adds about 0.8 s to start-up; only drawing needs it
     two = "two-digit scenes counted as two"
     panels = (("distance between the digit centres (px)", two, "distance",
                {k: by["distance"] for k, by in results.items()}),
@@ -235,7 +233,7 @@ def _plot(results, singles, centres, path):
 
 
 def _plot_gains(gains, path):
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib adds about 0.8 s to start-up; only drawing needs it
     fig = Figure(figsize=(4.2 * len(gains), 3.6))
     for i, (label, g) in enumerate(gains.items()):
         ax = fig.add_subplot(1, len(gains), i + 1)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from air.config import Config, ConfigError
 from air.runs import METRICS, RunSpec, complete_metrics, execute, publish
+from air.viz import figure
 from experiments.cli import Parser, UsageError, plural, run
 
 TOP_LEVEL = {"out", "presets", "seeds", "base", "grid", "runs"}
@@ -136,7 +137,6 @@ def plot_results(out, rows, swept):
     ok = [r for r in rows if r["status"] == "complete"]
     if not factors or not ok:
         return None
-    from air.viz import figure
     fig = figure(3.2 * len(factors), 5.2)  # no pyplot: a notebook's backend is left alone
     axes = fig.subplots(2, len(factors), squeeze=False)
     for j, factor in enumerate(factors):
