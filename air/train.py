@@ -3,7 +3,8 @@
 
 A run's state between steps is a TrainState, built fresh (fresh_state) or restored from a checkpoint
 (restore_state); train_step advances it by one batch at the step's Schedule (air.schedules.at_step), and
-train() is the loop over epochs around it.
+train() is the loop over epochs around it. snapshot_recorder is a step callback that keeps the model's reading of
+a few scenes as training goes, which air.viz.write_training_gif animates.
 """
 import dataclasses
 import math
@@ -19,7 +20,7 @@ from air import data as air_data
 from air.checkpoint import CHECKPOINT, read_checkpoint, save_checkpoint, write_json
 from air.estimators import estimator
 from air.metrics import evaluate
-from air.model import init_params
+from air.model import infer, init_params
 from air.objective import TERMS, loss_and_terms, sample_noise
 from air.optim import adam_init, adam_update
 from air.runtime import environment
@@ -255,6 +256,21 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
     if out is not None:
         write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def snapshot_recorder(config, images, every, total_steps):
+    """An on_step callback for train and the list it fills: every `every` steps and at the last, air.infer on
+    `images` (a few fixed scenes), kept as {step, boxes, z_pres, count, recon}; air.viz.write_training_gif
+    animates them."""
+    snapshots = []
+
+    def on_step(step, params_fn):
+        if step % every and step != total_steps:
+            return
+        out = infer(params_fn(), config, images)
+        snapshots.append({"step": step, **{k: out[k] for k in ("boxes", "z_pres", "count", "recon")}})
+
+    return on_step, snapshots
 
 
 def final_metrics(state, config, datasets, wall_s):

@@ -569,20 +569,6 @@ def save_figures(folder, params, config, datasets, metrics=None, split="val"):
 # --- the training animation ------------------------------------------------------------------------------------
 
 
-def snapshot_recorder(config, images, every, total_steps):
-    """An on_step callback for air.train.train and the list it fills: every `every` steps and at the last,
-    air.infer on `images` (a few fixed scenes), kept as {step, boxes, z_pres, count, recon}."""
-    snapshots = []
-
-    def on_step(step, params_fn):
-        if step % every and step != total_steps:
-            return
-        out = infer(params_fn(), config, images)
-        snapshots.append({"step": step, **{k: out[k] for k in ("boxes", "z_pres", "count", "recon")}})
-
-    return on_step, snapshots
-
-
 def write_training_gif(path, snapshots, images, true_counts, config, fps=6):
     """An animated GIF (matplotlib's Pillow writer) of the snapshots: the scenes with each step's box above,
     the reconstructions below, and the step, epoch and temperature in the title; one frame per snapshot.
