@@ -216,6 +216,10 @@ def _count_label(true_count, inferred):
 # --- the six figures -------------------------------------------------------------------------------------------
 
 
+CURVE = dict(marker="o", markersize=3, linewidth=1.5)  # every curve of training_curves
+SECOND_CURVE = dict(color="0.55", linestyle="--")  # a panel's second curve, beside its first in black
+
+
 def training_curves(history, best_epoch=None, chance=None):
     """Loss terms, KL terms (z_where's too, when the history has it), the temperature and KL schedules, and the
     validation scores, per epoch.
@@ -223,33 +227,56 @@ def training_curves(history, best_epoch=None, chance=None):
     `history` is metrics.json's list of per-epoch records. The best epoch is a dotted vertical line (gid
     "best-epoch") in every panel and a star on the validation accuracy; `chance` is a gray line there.
     """
-    # lazy: see the module docstring
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
     epochs = np.array([h["epoch"] for h in history])
-    series = lambda key: np.array([h[key] for h in history], dtype=float)
-    per_epoch = lambda key: np.array([h[key] for h in history], dtype=float).reshape(len(history), -1)
     fig = figure(10.5, 5.8)
     fig.subplots_adjust(left=0.04, right=0.99, bottom=0.08, top=0.88, wspace=0.22, hspace=0.48)
     axes = fig.subplots(2, 3)
-    line = dict(marker="o", markersize=3, linewidth=1.5)
-    second = dict(color="0.55", linestyle="--")
+    _loss_panel(axes[0, 0], epochs, history)
+    _kl_panel(axes[0, 1], epochs, history)
+    _schedule_panel(axes[0, 2], epochs, history)
+    _count_accuracy_panel(axes[1, 0], epochs, history, best_epoch, chance)
+    _mse_panel(axes[1, 1], epochs, history)
+    _presence_panel(axes[1, 2], epochs, history)
+    for ax in axes.flat:
+        _epoch_axes(ax, best_epoch)
+    _fit_left_margin(fig, axes[:, 0])
+    best = f"; dotted line: best validation epoch ({best_epoch})" if best_epoch is not None else ""
+    _suptitle(fig, f"Training curves{best}")
+    return fig
 
-    ax = axes[0, 0]
-    ax.plot(epochs, series("loss"), color="black", label="loss (negative ELBO)", **line)
-    ax.plot(epochs, series("recon"), label="reconstruction", **second, **line)
+
+def _series(history, key):
+    """history's `key`, one float per epoch: (E,)."""
+    return np.array([h[key] for h in history], dtype=float)
+
+
+def _per_epoch(history, key):
+    """history's `key`, a list per epoch (per count, per step): (E, K)."""
+    return _series(history, key).reshape(len(history), -1)
+
+
+def _loss_panel(ax, epochs, history):
+    """The training loss (the negative ELBO) and its reconstruction term."""
+    ax.plot(epochs, _series(history, "loss"), color="black", label="loss (negative ELBO)", **CURVE)
+    ax.plot(epochs, _series(history, "recon"), label="reconstruction", **SECOND_CURVE, **CURVE)
     ax.set_title("training loss per scene")
     ax.legend(loc="upper right")
 
-    ax = axes[0, 1]
-    kls = [series("kl_what"), series("kl_pres")]
-    ax.plot(epochs, kls[0], color="black", label="KL z_what", **line)
-    ax.plot(epochs, kls[1], label="KL z_pres", **second, **line)
+
+def _kl_panel(ax, epochs, history):
+    """The KL terms, unweighted: z_what's, z_pres's and a stochastic z_where's; on a log axis when all are
+    positive."""
+    # lazy: see the module docstring
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+    kls = [_series(history, "kl_what"), _series(history, "kl_pres")]
+    ax.plot(epochs, kls[0], color="black", label="KL z_what", **CURVE)
+    ax.plot(epochs, kls[1], label="KL z_pres", **SECOND_CURVE, **CURVE)
     # A stochastic z_where's KL (the objective's fourth term); a history written before train() recorded it has
     # none, and a run resumed across that change has it from some epoch on (NaN before: a gap in the curve).
     kl_where = np.array([h.get("kl_where", np.nan) for h in history], dtype=float)
     if np.isfinite(kl_where).any():
         kls.append(kl_where)
-        ax.plot(epochs, kl_where, color="0.3", linestyle="-.", label="KL z_where", **line)
+        ax.plot(epochs, kl_where, color="0.3", linestyle="-.", label="KL z_where", **CURVE)
     drawn = np.concatenate(kls)
     if np.all(drawn[np.isfinite(drawn)] > 0):
         # Terms an order of magnitude apart: a log axis, labelled with plain numbers.
@@ -263,16 +290,20 @@ def training_curves(history, best_epoch=None, chance=None):
     _room_above(ax, 0.2 if len(kls) == 2 else 0.3)  # one row of legend or two
     ax.legend(loc="upper center", ncol=2, columnspacing=1.0)
 
-    ax = axes[0, 2]
-    ax.plot(epochs, series("temperature"), color="black", label="temperature", **line)
-    ax.plot(epochs, series("kl_scale"), label="KL warm-up scale", **second, **line)
+
+def _schedule_panel(ax, epochs, history):
+    """The temperature and the KL warm-up scale at the end of each epoch."""
+    ax.plot(epochs, _series(history, "temperature"), color="black", label="temperature", **CURVE)
+    ax.plot(epochs, _series(history, "kl_scale"), label="KL warm-up scale", **SECOND_CURVE, **CURVE)
     ax.set_ylim(0, 1.08)
     ax.set_title("schedules (at the end of each epoch)")
     ax.legend(loc="lower left")
 
-    ax = axes[1, 0]
-    ax.plot(epochs, series("val_count_acc"), color="black", label="all", **line)
-    per_class = per_epoch("val_per_class_acc")
+
+def _count_accuracy_panel(ax, epochs, history, best_epoch, chance):
+    """Validation count accuracy, overall and per true count, with chance and a star at the best epoch."""
+    ax.plot(epochs, _series(history, "val_count_acc"), color="black", label="all", **CURVE)
+    per_class = _per_epoch(history, "val_per_class_acc")
     styles = ("--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
     for c in range(per_class.shape[1]):
         ax.plot(epochs, per_class[:, c], color="0.45", linestyle=styles[c % len(styles)], linewidth=1.3,
@@ -280,7 +311,7 @@ def training_curves(history, best_epoch=None, chance=None):
     if chance is not None:
         ax.axhline(chance, color="0.75", linewidth=1.2, zorder=0, label="chance")
     if best_epoch is not None and best_epoch in epochs:
-        best_acc = series("val_count_acc")[list(epochs).index(best_epoch)]
+        best_acc = _series(history, "val_count_acc")[list(epochs).index(best_epoch)]
         ax.plot([best_epoch], [best_acc], marker="*", markersize=12, color="black", linestyle="none", zorder=4)
     # Room above 1 for the legend, so it never hides a curve.
     ax.set_ylim(-0.03, 1.42)
@@ -288,38 +319,43 @@ def training_curves(history, best_epoch=None, chance=None):
     ax.set_title("validation count accuracy")
     ax.legend(loc="upper center", ncol=3, columnspacing=1.0)
 
-    ax = axes[1, 1]
-    ax.plot(epochs, series("val_recon_mse"), color="black", label="per pixel", **line)
+
+def _mse_panel(ax, epochs, history):
+    """Validation reconstruction MSE per pixel."""
+    ax.plot(epochs, _series(history, "val_recon_mse"), color="black", label="per pixel", **CURVE)
     ax.set_title("validation reconstruction MSE")
     ax.legend(loc="upper right")
 
-    ax = axes[1, 2]
-    pres = per_epoch("val_mean_pres_prob")
+
+def _presence_panel(ax, epochs, history):
+    """Each step's mean presence probability on the validation scenes, in its step colour."""
+    pres = _per_epoch(history, "val_mean_pres_prob")
     for t in range(pres.shape[1]):
-        ax.plot(epochs, pres[:, t], color=step_color(t), label=f"step {t}", **line)
+        ax.plot(epochs, pres[:, t], color=step_color(t), label=f"step {t}", **CURVE)
     ax.set_ylim(-0.03, 1.42)
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_title("validation mean presence probability")
     ax.legend(loc="upper center", ncol=pres.shape[1])
 
-    for ax in axes.flat:
-        if best_epoch is not None:
-            ax.axvline(best_epoch, color="0.3", linestyle=":", linewidth=1.2, zorder=0, gid="best-epoch")
-        ax.set_xlabel("epoch", fontsize=9)
-        # Whole epochs only, even when the view holds one epoch (MaxNLocator(integer=True) alone falls back to
-        # fractional ticks when fewer than two whole numbers are in view).
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-        ax.tick_params(labelsize=8)
-        ax.title.set_fontsize(10)
-        ax.grid(alpha=0.25, linewidth=0.6)
-        legend = ax.get_legend()
-        legend.set_frame_on(False)
-        for text in legend.get_texts():
-            text.set_fontsize(7.5)
-    _fit_left_margin(fig, axes[:, 0])
-    best = f"; dotted line: best validation epoch ({best_epoch})" if best_epoch is not None else ""
-    _suptitle(fig, f"Training curves{best}")
-    return fig
+
+def _epoch_axes(ax, best_epoch):
+    """What every panel of training_curves shares: whole epochs on x, the best epoch's dotted line, a light grid,
+    small ticks and a frameless legend."""
+    # lazy: see the module docstring
+    from matplotlib.ticker import MaxNLocator
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="0.3", linestyle=":", linewidth=1.2, zorder=0, gid="best-epoch")
+    ax.set_xlabel("epoch", fontsize=9)
+    # Whole epochs only, even when the view holds one epoch (MaxNLocator(integer=True) alone falls back to
+    # fractional ticks when fewer than two whole numbers are in view).
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.tick_params(labelsize=8)
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.25, linewidth=0.6)
+    legend = ax.get_legend()
+    legend.set_frame_on(False)
+    for text in legend.get_texts():
+        text.set_fontsize(7.5)
 
 
 def _room_above(ax, fraction):
