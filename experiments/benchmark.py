@@ -167,7 +167,8 @@ def scene_times(n, repeats, overlaps=("allowed", "rejected")):
     return times
 
 
-def main(argv=None):
+def parse_args(argv):
+    """(the command line, the seeds of the end-to-end runs as integers)."""
     parser = Parser(prog="python -m experiments.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=300, help="timed steps per path (default 300)")
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the end-to-end runs (default 0,1,2)")
@@ -184,69 +185,93 @@ def main(argv=None):
                         help="also write the figures as files into DIR (e.g. docs/results/NAME), to commit: "
                              "steps.json, scaling.csv, scenes.json, runs.csv and each run's metrics.json")
     args = parser.parse_args(argv)
-    seeds = int_list(args.seeds, "--seeds")
+    return args, int_list(args.seeds, "--seeds")
 
+
+def main(argv=None):
+    args, seeds = parse_args(argv)
+    base = air.preset(args.preset)  # an unknown --preset is an error whatever is timed
     tune_allocator()
-    base = air.preset(args.preset)
     if args.scaling:
-        rows = scaling(sorted(PRESETS), (8, 16, 32, 64), (32, 48, 64), repeats=max(5, args.repeats // 30),
-                       plot_path=args.plot)
-        print("| preset | canvas | batch | ms per step |", flush=True)
-        print("| --- | --- | --- | --- |", flush=True)
-        for name, canvas, batch, seconds in rows:
-            print(f"| {name} | {canvas} | {batch} | {1e3 * seconds:.1f} |", flush=True)
-        print(f"plot: {args.plot}", flush=True)
-        _write_csv(args.out, "scaling.csv", ["preset", "canvas", "batch", "ms_per_step"],
-                   [(name, canvas, batch, round(1e3 * seconds, 3)) for name, canvas, batch, seconds in rows])
+        report_scaling(args)
         return 0
     if args.scenes:
-        n, repeats = 3000, max(3, args.repeats // 30)
-        print(f"make_scenes, {n:,} scenes of 32 x 32 with 0-2 digits, median of {repeats}:", flush=True)
-        times = scene_times(n, repeats)
-        for overlap, seconds in times.items():
-            print(f"  overlap {overlap}: {1e3 * seconds:.1f} ms", flush=True)
-        _write_json(args.out, "scenes.json", {"n_scenes": n, "repeats": repeats, "ms": {
-            overlap: 1e3 * seconds for overlap, seconds in times.items()}, "environment": environment()})
+        report_scenes(args)
         return 0
     if not args.skip_steps:
-        print(f"training step, batch 32, one thread, median of {args.repeats} (gradient + Adam):", flush=True)
-        rows = {}
-        for dtype in ("float32", "float64"):
-            rows[dtype] = step_times(dataclasses.replace(base, dtype=dtype), 32, args.repeats)
-            t = rows[dtype]
-            print(f"  {dtype}: autograd {1e3 * t['autograd']:.2f} ms   hand-derived {1e3 * t['hand']:.2f} ms   "
-                  f"ratio {t['autograd'] / t['hand']:.2f}", flush=True)
-        _write_json(args.out, "steps.json", {"preset": args.preset, "batch_size": 32, "repeats": args.repeats,
-                                             "ms": {d: {k: 1e3 * v for k, v in t.items()} for d, t in rows.items()},
-                                             "environment": environment()})
-
+        report_steps(args, base)
     if not args.skip_runs:
-        print(f"python -m experiments.train --preset {args.preset} --no-figures {args.train_args}, "
-              f"seeds {args.seeds}:", flush=True)
-        results = []
-        for r in seed_runs(seeds, args.preset, args.train_args.split()):
-            if not results:
-                print(f"  data: {r['data_source']}", flush=True)
-            results.append(r)
-            _write_json(args.out, f"seed{r['seed']}/metrics.json", {k: v for k, v in r.items() if k != "seed"})
-            per_class = "/".join(f"{a:.2f}" for a in r["per_class_acc"])
-            print(f"  seed {r['seed']}: wall {r['wall']:.2f} s (training {r['wall_s']:.2f} s)  best val "
-                  f"{r['best_val_count_acc']:.3f} (epoch {r['best_epoch']})  last epoch {r['last_val_count_acc']:.3f}  "
-                  f"test {r['test_count_acc']:.3f} ({per_class})  val mse {r['val_recon_mse']:.4f}  "
-                  f"box IoU {r['test_box_iou']:.3f}", flush=True)
-        stat = lambda key: (np.mean([r[key] for r in results]), np.std([r[key] for r in results]))
-        print(f"  median wall {np.median([r['wall'] for r in results]):.2f} s", flush=True)
-        for key in ("best_val_count_acc", "last_val_count_acc", "test_count_acc", "val_recon_mse"):
-            mean, sd = stat(key)
-            print(f"  {key}: {mean:.4f} +- {sd:.4f}", flush=True)
-        keys = ["wall", "wall_s", "best_val_count_acc", "best_epoch", "last_val_count_acc", "test_count_acc",
-                "val_recon_mse", "test_box_iou"]
-        _write_csv(args.out, "runs.csv", ["preset", "train_args", "seed"] + keys + ["per_class_acc"],
-                   [[args.preset, args.train_args, r["seed"]] + [r[k] for k in keys]
-                    + ["/".join(f"{a:.3f}" for a in r["per_class_acc"])] for r in results])
+        report_runs(args, seeds)
     if args.out:
         print(f"results: {args.out}", flush=True)
     return 0
+
+
+def report_scaling(args):
+    """--scaling: every preset's step time against batch and canvas size, as a table, a plot and scaling.csv."""
+    rows = scaling(sorted(PRESETS), (8, 16, 32, 64), (32, 48, 64), repeats=max(5, args.repeats // 30),
+                   plot_path=args.plot)
+    print("| preset | canvas | batch | ms per step |", flush=True)
+    print("| --- | --- | --- | --- |", flush=True)
+    for name, canvas, batch, seconds in rows:
+        print(f"| {name} | {canvas} | {batch} | {1e3 * seconds:.1f} |", flush=True)
+    print(f"plot: {args.plot}", flush=True)
+    _write_csv(args.out, "scaling.csv", ["preset", "canvas", "batch", "ms_per_step"],
+               [(name, canvas, batch, round(1e3 * seconds, 3)) for name, canvas, batch, seconds in rows])
+
+
+def report_scenes(args):
+    """--scenes: make_scenes' time for 3,000 seed scenes per overlap rule, printed and in scenes.json."""
+    n, repeats = 3000, max(3, args.repeats // 30)
+    print(f"make_scenes, {n:,} scenes of 32 x 32 with 0-2 digits, median of {repeats}:", flush=True)
+    times = scene_times(n, repeats)
+    for overlap, seconds in times.items():
+        print(f"  overlap {overlap}: {1e3 * seconds:.1f} ms", flush=True)
+    _write_json(args.out, "scenes.json", {"n_scenes": n, "repeats": repeats, "ms": {
+        overlap: 1e3 * seconds for overlap, seconds in times.items()}, "environment": environment()})
+
+
+def report_steps(args, base):
+    """The autograd and the hand-derived training step of `base` (the preset's config) in float32 and float64,
+    printed with their ratio and in steps.json."""
+    print(f"training step, batch 32, one thread, median of {args.repeats} (gradient + Adam):", flush=True)
+    rows = {}
+    for dtype in ("float32", "float64"):
+        rows[dtype] = step_times(dataclasses.replace(base, dtype=dtype), 32, args.repeats)
+        t = rows[dtype]
+        print(f"  {dtype}: autograd {1e3 * t['autograd']:.2f} ms   hand-derived {1e3 * t['hand']:.2f} ms   "
+              f"ratio {t['autograd'] / t['hand']:.2f}", flush=True)
+    _write_json(args.out, "steps.json", {"preset": args.preset, "batch_size": 32, "repeats": args.repeats,
+                                         "ms": {d: {k: 1e3 * v for k, v in t.items()} for d, t in rows.items()},
+                                         "environment": environment()})
+
+
+def report_runs(args, seeds):
+    """The end-to-end runs: a line a seed as it ends, then means and sds over seeds; runs.csv and each run's
+    metrics.json."""
+    print(f"python -m experiments.train --preset {args.preset} --no-figures {args.train_args}, "
+          f"seeds {args.seeds}:", flush=True)
+    results = []
+    for r in seed_runs(seeds, args.preset, args.train_args.split()):
+        if not results:
+            print(f"  data: {r['data_source']}", flush=True)
+        results.append(r)
+        _write_json(args.out, f"seed{r['seed']}/metrics.json", {k: v for k, v in r.items() if k != "seed"})
+        per_class = "/".join(f"{a:.2f}" for a in r["per_class_acc"])
+        print(f"  seed {r['seed']}: wall {r['wall']:.2f} s (training {r['wall_s']:.2f} s)  best val "
+              f"{r['best_val_count_acc']:.3f} (epoch {r['best_epoch']})  last epoch {r['last_val_count_acc']:.3f}  "
+              f"test {r['test_count_acc']:.3f} ({per_class})  val mse {r['val_recon_mse']:.4f}  "
+              f"box IoU {r['test_box_iou']:.3f}", flush=True)
+    stat = lambda key: (np.mean([r[key] for r in results]), np.std([r[key] for r in results]))
+    print(f"  median wall {np.median([r['wall'] for r in results]):.2f} s", flush=True)
+    for key in ("best_val_count_acc", "last_val_count_acc", "test_count_acc", "val_recon_mse"):
+        mean, sd = stat(key)
+        print(f"  {key}: {mean:.4f} +- {sd:.4f}", flush=True)
+    keys = ["wall", "wall_s", "best_val_count_acc", "best_epoch", "last_val_count_acc", "test_count_acc",
+            "val_recon_mse", "test_box_iou"]
+    _write_csv(args.out, "runs.csv", ["preset", "train_args", "seed"] + keys + ["per_class_acc"],
+               [[args.preset, args.train_args, r["seed"]] + [r[k] for k in keys]
+                + ["/".join(f"{a:.3f}" for a in r["per_class_acc"])] for r in results])
 
 
 def _write_json(out, name, value):
