@@ -127,7 +127,9 @@ def default_out(runs):
         raise UsageError(f"RUN: {e}") from None
 
 
-def main(argv=None):
+def parse_args(argv):
+    """(the command line, a label a run, the output folder); UsageError if the labels do not fit the runs or the
+    folder holds an earlier call's files and --overwrite was not given."""
     parser = Parser(prog="python -m experiments.merges", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their checkpoint.npz)")
     parser.add_argument("--out", default=None,
@@ -141,10 +143,14 @@ def main(argv=None):
     labels = args.label.split(",") if args.label else [Path(r).name for r in args.runs]
     if len(labels) != len(args.runs):
         raise UsageError(f"--label: {len(labels)} names for {len(args.runs)} runs")
-
     out = Path(args.out) if args.out else default_out(args.runs)
     if (out / "merges.csv").exists() and not args.overwrite:
         raise UsageError(f"--out: {out} already holds merges.csv; pass --overwrite to replace it, or another --out")
+    return args, labels, out
+
+
+def main(argv=None):
+    args, labels, out = parse_args(argv)
     results, singles, gains, centres = {}, {}, {}, {}
     for label, path in zip(labels, args.runs):
         try:
@@ -153,25 +159,49 @@ def main(argv=None):
             raise UsageError(f"RUN: {e}") from None
         config = scene_family(config, args)
         scenes = load_data(config, quiet=True).test
-        distance_bins, size_bins = (bins_for(e, config.canvas_size) for e in (DISTANCE_BINS, SIZE_BINS))
-        table = two_digit_table(params, config, scenes)
-        results[label] = {"distance": binned(table, "distance", distance_bins), "size": binned(table, "size", size_bins),
-                          "iou": binned(table, "iou", IOU_BINS)}
-        single = one_digit_table(params, config, scenes)
-        singles[label] = binned(single, "size", size_bins, right=1)
-        centres[label] = {"distance": bin_centres(table, "distance", distance_bins),
-                          "size": bin_centres(table, "size", size_bins), "single": bin_centres(single, "size", size_bins)}
-        print(f"{label}: {len(table['count'])} two-digit scenes, counted as two {np.mean(table['count'] == 2):.3f}, "
-              f"merged {np.mean(table['count'] == 1):.3f}, split {np.mean(table['count'] >= 3):.3f}; "
-              f"{len(single['count'])} one-digit scenes, split {np.mean(single['count'] >= 2):.3f}", flush=True)
+        results[label], singles[label], centres[label], table = bin_run(label, params, config, scenes)
         if args.gains:
             gains[label] = {**table, **explanation_gains(params, config, scenes)}
-            merged = table["count"] == 1
-            for key in ("oracle", "model"):
-                g = gains[label][key]
-                print(f"{label}: median ELBO gain of {key} two windows over one, merged scenes "
-                      f"{_median(g[merged])}, counted as two {_median(g[table['count'] == 2])} nats", flush=True)
+            print_gains(label, gains[label])
     out.mkdir(parents=True, exist_ok=True)
+    write_bins(out, results, singles)
+    _plot(results, singles, centres, out / "merges.png")
+    print(f"results: {out / 'merges.csv'}, {out / 'splits.csv'}; figure: {out / 'merges.png'}", flush=True)
+    if gains:
+        write_gains(out / "gains.csv", gains)
+        _plot_gains(gains, out / "gains.png")
+        print(f"gains: {out / 'gains.csv'}; figure: {out / 'gains.png'}", flush=True)
+    return 0
+
+
+def bin_run(label, params, config, scenes):
+    """One run's bins, printed in a line: (the two-digit scenes binned by distance, size and IoU, the one-digit
+    scenes binned by size, the bins' centres, the two-digit table)."""
+    distance_bins, size_bins = (bins_for(e, config.canvas_size) for e in (DISTANCE_BINS, SIZE_BINS))
+    table = two_digit_table(params, config, scenes)
+    result = {"distance": binned(table, "distance", distance_bins), "size": binned(table, "size", size_bins),
+              "iou": binned(table, "iou", IOU_BINS)}
+    single = one_digit_table(params, config, scenes)
+    centres = {"distance": bin_centres(table, "distance", distance_bins),
+               "size": bin_centres(table, "size", size_bins), "single": bin_centres(single, "size", size_bins)}
+    print(f"{label}: {len(table['count'])} two-digit scenes, counted as two {np.mean(table['count'] == 2):.3f}, "
+          f"merged {np.mean(table['count'] == 1):.3f}, split {np.mean(table['count'] >= 3):.3f}; "
+          f"{len(single['count'])} one-digit scenes, split {np.mean(single['count'] >= 2):.3f}", flush=True)
+    return result, binned(single, "size", size_bins, right=1), centres, table
+
+
+def print_gains(label, gains):
+    """The median gains of the oracle's and of the model's two windows, on merged scenes and on scenes counted as
+    two."""
+    merged = gains["count"] == 1
+    for key in ("oracle", "model"):
+        g = gains[key]
+        print(f"{label}: median ELBO gain of {key} two windows over one, merged scenes "
+              f"{_median(g[merged])}, counted as two {_median(g[gains['count'] == 2])} nats", flush=True)
+
+
+def write_bins(out, results, singles):
+    """merges.csv (a row a run and two-digit bin) and splits.csv (a row a run and one-digit bin) in `out`."""
     with open(out / "merges.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["run", "by", "low", "high", "n", "counted_two", "merged", "split"])
@@ -183,18 +213,16 @@ def main(argv=None):
         writer.writerow(["run", "low", "high", "n", "counted_one", "missed", "split"])
         for label, rows in singles.items():
             writer.writerows([label, *row] for row in rows)
-    _plot(results, singles, centres, out / "merges.png")
-    print(f"results: {out / 'merges.csv'}, {out / 'splits.csv'}; figure: {out / 'merges.png'}", flush=True)
-    if gains:
-        with open(out / "gains.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["run", "distance", "size", "count", "oracle_gain", "model_gain"])
-            for label, g in gains.items():
-                writer.writerows([label, f"{g['distance'][i]:.2f}", f"{g['size'][i]:.2f}", int(g["count"][i]),
-                                  f"{g['oracle'][i]:.2f}", f"{g['model'][i]:.2f}"] for i in range(len(g["count"])))
-        _plot_gains(gains, out / "gains.png")
-        print(f"gains: {out / 'gains.csv'}; figure: {out / 'gains.png'}", flush=True)
-    return 0
+
+
+def write_gains(path, gains):
+    """gains.csv: a row a run and two-digit scene, its distance, size, count and both gains."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", "distance", "size", "count", "oracle_gain", "model_gain"])
+        for label, g in gains.items():
+            writer.writerows([label, f"{g['distance'][i]:.2f}", f"{g['size'][i]:.2f}", int(g["count"][i]),
+                              f"{g['oracle'][i]:.2f}", f"{g['model'][i]:.2f}"] for i in range(len(g["count"])))
 
 
 def _median(values):
