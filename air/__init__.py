@@ -3,6 +3,7 @@
 The pinned public API: Config, preset, init_params, sample_noise, loss, elbo_terms, infer, evidence,
 load_checkpoint, pretrained.
 """
+from air.checkpoint import load_checkpoint
 from air.config import Config, ConfigError, preset
 from air.marginal import evidence
 from air.model import infer, init_params
@@ -11,9 +12,3 @@ from air.shipped import pretrained
 
 __all__ = ["Config", "ConfigError", "preset", "init_params", "sample_noise", "loss", "elbo_terms", "infer",
            "evidence", "load_checkpoint", "pretrained"]
-
-
-def load_checkpoint(path):
-    """(params, config) of a run folder or its checkpoint file (the best-validation parameters)."""
-    from air.checkpoint import load_checkpoint as _load
-    return _load(path)

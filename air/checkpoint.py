@@ -86,6 +86,7 @@ def read_checkpoint(path):
 
 
 def load_checkpoint(path):
-    """(params, config) of a run: the best-validation parameters, which a finished run reports."""
+    """(params, config) of a run folder or its checkpoint file: the best-validation parameters, which a finished run
+    reports."""
     state = read_checkpoint(path)
     return state["best_params"], state["config"]

@@ -166,6 +166,15 @@ def _require(condition, name, problem):
 
 def validate(c):
     """Raise ConfigError naming the first field whose value is impossible."""
+    _check_types(c)
+    _check_signs_and_choices(c)
+    _check_scenes_and_networks(c)
+    _check_priors(c)
+    _check_rates_and_ranges(c)
+
+
+def _check_types(c):
+    """Integers, finite numbers and tuples where the fields declare them (a bool is not a number here)."""
     for f in dataclasses.fields(c):
         value = getattr(c, f.name)
         if f.type is int:
@@ -177,6 +186,11 @@ def validate(c):
             _require(value == value and abs(value) != float("inf"), f.name, f"must be finite, got {value!r}")
         elif f.type is tuple:
             _require(isinstance(value, tuple), f.name, f"must be a tuple, got {value!r}")
+
+
+def _check_signs_and_choices(c):
+    """Sizes, counts, rates and widths positive; weights, seeds and counts that may be zero not negative; every
+    string field one of its CHOICES."""
     positive = ["canvas_size", "n_train", "n_val", "n_test", "max_steps", "what_dim", "window_size", "rnn_hidden",
                 "likelihood_sd", "prior_anneal", "glimpse_hidden", "baseline_hidden", "baseline_lr",
                 "decoder_hidden", "n_epochs", "batch_size", "lr", "temp_start", "temp_end", "adam_eps"]
@@ -187,6 +201,11 @@ def validate(c):
         _require(getattr(c, name) >= 0, name, f"must be zero or more, got {getattr(c, name)}")
     for name, choices in CHOICES.items():
         _require(getattr(c, name) in choices, name, f"must be one of {', '.join(choices)}; got {getattr(c, name)!r}")
+
+
+def _check_scenes_and_networks(c):
+    """Counts and digits that fit the canvas, a window that fits it too (and the conv decoder's grid), and
+    network widths that make a network."""
     _require(all(isinstance(n, int) and 0 <= n <= c.max_digits for n in c.train_counts), "train_counts",
              f"must be counts between 0 and max_digits ({c.max_digits}), got {c.train_counts}")
     _require(len(c.digit_size) == 2 and 0 < c.digit_size[0] <= c.digit_size[1], "digit_size",
@@ -203,6 +222,11 @@ def validate(c):
              "decoder_channels", f"must be two positive channel counts, got {c.decoder_channels}")
     _require(len(c.encoder_hidden) >= 1 and all(isinstance(h, int) and h > 0 for h in c.encoder_hidden),
              "encoder_hidden", f"must be one or more positive widths, got {c.encoder_hidden}")
+
+
+def _check_priors(c):
+    """A presence probability per step, z_where's prior in three coordinates, a presence floor only where an
+    estimator uses it, and the count prior's hold a fraction of training."""
     _require(len(c.pres_prior) == c.max_steps, "pres_prior",
              f"needs one probability per step ({c.max_steps}), got {len(c.pres_prior)}")
     _require(all(0 < p < 1 for p in c.pres_prior), "pres_prior",
@@ -214,6 +238,11 @@ def validate(c):
     _require(c.pres_floor == 0 or c.pres_estimator != "relaxed", "pres_floor",
              "applies to the enumerate and reinforce estimators; the relaxed one has no floor")
     _require(0 <= c.prior_hold < 1, "prior_hold", f"must lie in [0, 1), got {c.prior_hold}")
+
+
+def _check_rates_and_ranges(c):
+    """Fractions, decays and probabilities inside their intervals, (low, high) ranges in order, and a batch no
+    larger than the training set."""
     _require(0 < c.lr_final <= 1, "lr_final", f"must lie in (0, 1], got {c.lr_final}")
     _require(0 <= c.signal_decay < 1, "signal_decay", f"must lie in [0, 1), got {c.signal_decay}")
     _require(0 <= c.param_average < 1, "param_average", f"must lie in [0, 1), got {c.param_average}")

@@ -272,7 +272,7 @@ def where_kl(location, logsd, config):
 
 def what_kl_twice(mean, logvar):
     """Twice KL(N(mean, exp(logvar)) || N(0, 1)) of z_what, per coordinate: (..., D) -> (..., D). Sum it over
-    what is wanted and halve once (the estimators and experiments.merges do)."""
+    what is wanted and halve once (the estimators and objective.elbo_at_means do)."""
     return mean * mean + np.exp(logvar) - logvar - 1.0
 
 

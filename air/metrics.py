@@ -61,6 +61,22 @@ def evaluate(params, config, scenes):
     return scores
 
 
+def family_scores(params, config, scenes):
+    """The scores a comparison of scene families reports (compare.csv, a shipped model's card) of `params` on
+    `scenes`: the family's digit sides ("12-16", on 32 px), the scene count, count accuracy and its binomial standard
+    error, accuracy per count 0-2 (NaN for a count that is missing), the shares of two-digit scenes counted as one
+    (merged) and as three or more (split), and the box IoU."""
+    s = evaluate(params, config, scenes)
+    confusion = np.asarray(s["confusion"])
+    acc, n = s["count_acc"], len(scenes)
+    two = confusion[2].sum() if len(confusion) > 2 else 0
+    share = lambda cols: float(confusion[2, cols].sum() / two) if two else float("nan")
+    per = s["per_class_acc"] + [float("nan")] * 3
+    return {"digit_size": "-".join(str(v) for v in config.digit_size), "n_test": n, "count_acc": acc,
+            "stderr": float(np.sqrt(acc * (1 - acc) / n)), "acc_0": per[0], "acc_1": per[1], "acc_2": per[2],
+            "merged_two": share(1), "split_two": share(slice(3, None)), "box_iou": s["box_iou"]}
+
+
 def config_max_digits(config, scenes):
     """The largest count the confusion matrix needs a row for."""
     return max(config.max_digits, int(scenes.counts.max()) if len(scenes) else 0)

@@ -20,6 +20,8 @@ import ctypes.util
 import platform
 import sys
 
+import numpy
+
 # mallopt parameter numbers, from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
@@ -54,11 +56,10 @@ def environment():
     """What a figure of this run depends on beyond its Config: the numpy and Python versions, the BLAS library
     numpy calls and the kernel it picked for this CPU (OpenBLAS chooses one per processor type, and two kernels
     round differently, so the same seed can end a few tenths of a point apart), and the CPU model."""
-    import numpy
     record = {"numpy": numpy.__version__, "python": platform.python_version(), "cpu": _cpu_model(),
               "machine": platform.machine()}
     try:
-        from threadpoolctl import threadpool_info
+        from threadpoolctl import threadpool_info  # lazy: the fallback below keeps a run going without it
         blas = [info for info in threadpool_info() if info.get("user_api") == "blas"]
     except ImportError:  # threadpoolctl is a dependency; without it the BLAS fields are simply missing
         blas = []

@@ -8,6 +8,8 @@ its running statistics, so a resumed run follows the same schedules as an uninte
 import dataclasses
 import math
 
+from air.estimators import estimator
+
 
 def steps_per_epoch(config):
     return config.n_train // config.batch_size  # the seed drops the last partial batch
@@ -68,7 +70,6 @@ class Schedule:
 def at_step(config, step, total_steps, stats=None):
     """The Schedule at `step` of `total_steps`, with the estimator's running statistics `stats` (the trainer's:
     REINFORCE with NVIL keeps its signal's mean and sd) turned into what its objective reads."""
-    from air.estimators import estimator  # the estimator says what of its statistics the objective sees
     return Schedule(temperature=temperature(config, step, total_steps), kl_scale=kl_scale(config, step),
                     pres_prior=pres_prior(config, step, total_steps), signal=estimator(config).normaliser(config, stats),
                     lr_factor=lr_factor(config, step, total_steps))

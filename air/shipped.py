@@ -15,6 +15,7 @@ import numpy as np
 
 from air.config import Config, ConfigError
 from air.files import write_atomically
+from air.model import init_params
 from air.tree import leaves, nest
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -88,7 +89,6 @@ def save(path, params, config, card):
 
 def _check_shapes(path, params, config):
     """PretrainedError if params do not have the shapes config's model draws (a file from another version)."""
-    from air.model import init_params
     expected = dict(leaves(init_params(np.random.default_rng(0), config)))
     held = dict(leaves(params))
     if set(held) != set(expected):

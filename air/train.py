@@ -2,8 +2,10 @@
 (the seed's early stopping), and checkpoints from which a run resumes bit for bit.
 
 A run's state between steps is a TrainState, built fresh (fresh_state) or restored from a checkpoint
-(restore_state); train_step advances it by one batch at the step's Schedule (air.schedules.at_step), and
-train() is the loop over epochs around it.
+(restore_state); train_step advances it by one batch at the step's Schedule (air.schedules.at_step),
+train_epoch runs an epoch's steps, end_epoch validates and records it, and train() is the loop over epochs around
+them, with checkpoints. snapshot_recorder is a step callback that keeps the model's reading of
+a few scenes as training goes, which air.viz.write_training_gif animates.
 """
 import dataclasses
 import math
@@ -13,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 from autograd.differential_operators import grad_and_aux
+from tqdm import tqdm
 
 from air import data as air_data
 from air.checkpoint import CHECKPOINT, read_checkpoint, save_checkpoint, write_json
 from air.estimators import estimator
 from air.metrics import evaluate
-from air.model import init_params
+from air.model import infer, init_params
 from air.objective import TERMS, loss_and_terms, sample_noise
 from air.optim import adam_init, adam_update
 from air.runtime import environment
@@ -190,58 +193,22 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
     """
     out = Path(out_dir) if out_dir is not None else None
     wall_start = time.perf_counter()
-    if resume:
-        state = restore_state(config, out / CHECKPOINT)
-    else:
-        state = fresh_state(config)
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            write_json(out / "config.json", dataclasses.asdict(config))
-    n_steps = steps_per_epoch(config)
-    total_steps = config.n_epochs * n_steps
+    state = starting_state(config, out, resume)
+    total_steps = config.n_epochs * steps_per_epoch(config)
     rates = learning_rates(config, state.layout)
-    images = datasets.train.images
-    checkpoint_written = out is not None and (out / CHECKPOINT).exists()
-    step = state.epoch * n_steps
-    bar = _progress_bar(total_steps, step, progress)
+    bar = _progress_bar(total_steps, state.epoch * steps_per_epoch(config), progress)
     try:
         for epoch in range(state.epoch, config.n_epochs):
-            order = state.rng.permutation(len(images))
-            sums = dict.fromkeys(["loss"] + logged_terms(config), 0.0)
-            for b in range(n_steps):
-                if config.scenes == "streaming":  # fresh scenes, from the training generator (so resumable)
-                    batch = training_scenes(config, state.rng, datasets.train_pool, config.batch_size).images
-                else:
-                    batch = images[order[b * config.batch_size:(b + 1) * config.batch_size]]
-                schedule = at_step(config, step, total_steps, state.stats)
-                try:
-                    terms = train_step(state, config, batch, schedule, rates)
-                except NonFiniteError as error:
-                    raise NonFiniteError(error.step, error.epoch, error.quantity,
-                                         out / CHECKPOINT if checkpoint_written else None) from None
-                for k in sums:
-                    sums[k] += float(terms[k])
-                step += 1
-                bar.update(1)
-                if on_step is not None:
-                    on_step(step, lambda: state.layout.unflatten(state.adam["params"].copy()))
-            scores = evaluate(state.layout.unflatten(state.scored), config, datasets.val)
-            state.history.append({
-                "epoch": epoch + 1, "step": step, "temperature": schedule.temperature,
-                "kl_scale": schedule.kl_scale, "pres_prior": list(schedule.pres_prior),
-                **{k: v / n_steps for k, v in sums.items()},
-                "val_count_acc": scores["count_acc"], "val_recon_mse": scores["recon_mse"],
-                "val_per_class_acc": scores["per_class_acc"], "val_mean_pres_prob": scores["mean_pres_prob"],
-                "val_mean_scale": scores["mean_scale"],
-                "wall_s": state.wall_offset + time.perf_counter() - wall_start})
-            if scores["count_acc"] > state.best["val_count_acc"]:
-                state.best = {"val_count_acc": scores["count_acc"], "epoch": epoch + 1, "params": state.scored.copy()}
-            state.epoch = epoch + 1
+            try:
+                schedule, means = train_epoch(state, config, datasets, total_steps, rates, bar, on_step)
+            except NonFiniteError as error:  # name the checkpoint that keeps the last good epoch, if there is one
+                kept = out / CHECKPOINT if out is not None and (out / CHECKPOINT).exists() else None
+                raise NonFiniteError(error.step, error.epoch, error.quantity, kept) from None
+            scores = end_epoch(state, config, datasets, schedule, means, wall_start)
             bar.set_postfix(loss=f"{state.history[-1]['loss']:.1f}", val_acc=f"{scores['count_acc']:.3f}",
                             best=f"{state.best['val_count_acc']:.3f}")
             if out is not None:
                 save_state(out / CHECKPOINT, state, config)
-                checkpoint_written = True
             if on_epoch is not None:
                 on_epoch(state.history[-1])
     except NonFiniteError as error:
@@ -254,6 +221,76 @@ def train(config, datasets, out_dir=None, resume=False, progress=False, on_step=
     if out is not None:
         write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def starting_state(config, out, resume):
+    """The state a run starts from: restored from out's checkpoint if `resume`, else fresh, with the run's
+    config.json written into `out` (if any)."""
+    if resume:
+        return restore_state(config, out / CHECKPOINT)
+    state = fresh_state(config)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", dataclasses.asdict(config))
+    return state
+
+
+def train_epoch(state, config, datasets, total_steps, rates, bar, on_step=None):
+    """The training steps of epoch state.epoch: batches of the training scenes in a fresh order (or fresh
+    streaming scenes), each step at its Schedule. Returns (the last step's Schedule, the epoch's mean of each
+    logged term)."""
+    n_steps = steps_per_epoch(config)
+    images = datasets.train.images
+    step = state.epoch * n_steps
+    order = state.rng.permutation(len(images))
+    sums = dict.fromkeys(["loss"] + logged_terms(config), 0.0)
+    for b in range(n_steps):
+        if config.scenes == "streaming":  # fresh scenes, from the training generator (so resumable)
+            batch = training_scenes(config, state.rng, datasets.train_pool, config.batch_size).images
+        else:
+            batch = images[order[b * config.batch_size:(b + 1) * config.batch_size]]
+        schedule = at_step(config, step, total_steps, state.stats)
+        terms = train_step(state, config, batch, schedule, rates)
+        for k in sums:
+            sums[k] += float(terms[k])
+        step += 1
+        bar.update(1)
+        if on_step is not None:
+            on_step(step, lambda: state.layout.unflatten(state.adam["params"].copy()))
+    return schedule, {k: v / n_steps for k, v in sums.items()}
+
+
+def end_epoch(state, config, datasets, schedule, means, wall_start):
+    """Score the scored parameters on the validation scenes, add the epoch's history record (its last Schedule,
+    its mean terms, the scores, the wall time since wall_start and before the run was restored), keep the
+    parameters if they are the best yet, and move the state on to the next epoch. Returns the scores."""
+    epoch = state.epoch
+    scores = evaluate(state.layout.unflatten(state.scored), config, datasets.val)
+    state.history.append({
+        "epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch(config), "temperature": schedule.temperature,
+        "kl_scale": schedule.kl_scale, "pres_prior": list(schedule.pres_prior), **means,
+        "val_count_acc": scores["count_acc"], "val_recon_mse": scores["recon_mse"],
+        "val_per_class_acc": scores["per_class_acc"], "val_mean_pres_prob": scores["mean_pres_prob"],
+        "val_mean_scale": scores["mean_scale"], "wall_s": state.wall_offset + time.perf_counter() - wall_start})
+    if scores["count_acc"] > state.best["val_count_acc"]:
+        state.best = {"val_count_acc": scores["count_acc"], "epoch": epoch + 1, "params": state.scored.copy()}
+    state.epoch = epoch + 1
+    return scores
+
+
+def snapshot_recorder(config, images, every, total_steps):
+    """An on_step callback for train and the list it fills: every `every` steps and at the last, air.infer on
+    `images` (a few fixed scenes), kept as {step, boxes, z_pres, count, recon}; air.viz.write_training_gif
+    animates them."""
+    snapshots = []
+
+    def on_step(step, params_fn):
+        if step % every and step != total_steps:
+            return
+        out = infer(params_fn(), config, images)
+        snapshots.append({"step": step, **{k: out[k] for k in ("boxes", "z_pres", "count", "recon")}})
+
+    return on_step, snapshots
 
 
 def final_metrics(state, config, datasets, wall_s):
@@ -308,5 +345,4 @@ class _NoBar:
 def _progress_bar(total, initial, enabled):
     if not enabled:
         return _NoBar()
-    from tqdm import tqdm
     return tqdm(total=total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True, leave=False)

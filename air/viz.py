@@ -9,10 +9,11 @@ Every picture follows the same conventions, so one can be read after another:
 - ground-truth digit boxes in white, never a step colour;
 - boxes in the pixel-edge coordinates air.infer and air.data use: an image spans [0, W] x [0, H].
 
-matplotlib is imported only inside the functions that draw (a run without figures never loads it), and only
-its object-oriented API with the Agg canvas: no pyplot, no global figure registry, no display, and no change to
-the backend of a session (a notebook) that imports this module. Scenes are picked deterministically (the first
-scenes of each count), so the figures of a run are the same every time they are drawn.
+matplotlib is imported only inside the functions that draw (a run without figures never loads it, and a command
+starts about 0.8 s sooner), and only its object-oriented API with the Agg canvas: no pyplot, no global figure
+registry, no display, and no change to the backend of a session (a notebook) that imports this module. Scenes are
+picked deterministically (the first scenes of each count), so the figures of a run are the same every time they
+are drawn.
 """
 import json
 import math
@@ -20,7 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from air.checkpoint import read_checkpoint
+from air.data import load_mnist
+from air.metrics import evaluate
 from air.model import infer
+from air.schedules import steps_per_epoch, temperature
+from air.train import build_datasets
 
 # matplotlib's tab10, written out so the colours are known without importing matplotlib.
 STEP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -59,7 +65,7 @@ def _rows_by_count(counts, indices):
 
 def figure(width, height):
     """A matplotlib Figure on an Agg canvas (no pyplot, no display)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: see the module docstring
     from matplotlib.figure import Figure
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
@@ -77,7 +83,7 @@ def draw_step_boxes(ax, boxes, z_pres, linewidth=1.6, first_step=0, clip=None, g
     Present steps are drawn above absent ones; `clip` (a patch) bounds them. Returns the rectangles in step order;
     step t's has gid "<gid>step<t>" (steps numbered from `first_step`).
     """
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Rectangle  # lazy: see the module docstring
     rectangles = []
     for t, ((x0, y0, x1, y1), present) in enumerate(zip(boxes, z_pres), start=first_step):
         rect = Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=step_color(t), linewidth=linewidth,
@@ -91,7 +97,7 @@ def draw_step_boxes(ax, boxes, z_pres, linewidth=1.6, first_step=0, clip=None, g
 
 def draw_truth_boxes(ax, boxes, linewidth=1.2, clip=None, gid=""):
     """Ground-truth boxes (K, 4) in TRUTH_COLOR, NaN rows skipped; gid "<gid>truth". Returns the rectangles."""
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Rectangle  # lazy: see the module docstring
     rectangles = []
     for x0, y0, x1, y1 in boxes:
         if np.isnan(x0):
@@ -152,7 +158,7 @@ class Board:
                               extent=(x, x + self.size, y + self.size, y), gid=gid)
 
     def clip(self, r, c):
-        from matplotlib.patches import Rectangle
+        from matplotlib.patches import Rectangle  # lazy: see the module docstring
         x, y = self.origin(r, c)
         return Rectangle((x, y), self.size, self.size, transform=self.ax.transData)
 
@@ -167,7 +173,7 @@ class Board:
 
     def frame(self, r, c, t, present):
         """Outline panel (r, c) in step t's colour, dashed if the step is absent."""
-        from matplotlib.patches import Rectangle
+        from matplotlib.patches import Rectangle  # lazy: see the module docstring
         x, y = self.origin(r, c)
         self.ax.add_patch(Rectangle((x, y), self.size, self.size, fill=False, edgecolor=step_color(t),
                                     linewidth=1.6, linestyle="-" if present else ABSENT_STYLE, zorder=4))
@@ -189,7 +195,7 @@ class Board:
 
     def step_legend(self, n_steps, bottom=0.05):
         """The key to step colours and line styles, `bottom` inches above the figure's lower edge."""
-        from matplotlib.lines import Line2D
+        from matplotlib.lines import Line2D  # lazy: see the module docstring
         handles = [Line2D([], [], color=step_color(t), linewidth=2, label=f"step {t}") for t in range(n_steps)]
         handles += [Line2D([], [], color="0.35", linewidth=1.6, label="present"),
                     Line2D([], [], color="0.35", linewidth=1.6, linestyle=ABSENT_STYLE, label="absent")]
@@ -210,6 +216,10 @@ def _count_label(true_count, inferred):
 # --- the six figures -------------------------------------------------------------------------------------------
 
 
+CURVE = dict(marker="o", markersize=3, linewidth=1.5)  # every curve of training_curves
+SECOND_CURVE = dict(color="0.55", linestyle="--")  # a panel's second curve, beside its first in black
+
+
 def training_curves(history, best_epoch=None, chance=None):
     """Loss terms, KL terms (z_where's too, when the history has it), the temperature and KL schedules, and the
     validation scores, per epoch.
@@ -217,32 +227,56 @@ def training_curves(history, best_epoch=None, chance=None):
     `history` is metrics.json's list of per-epoch records. The best epoch is a dotted vertical line (gid
     "best-epoch") in every panel and a star on the validation accuracy; `chance` is a gray line there.
     """
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
     epochs = np.array([h["epoch"] for h in history])
-    series = lambda key: np.array([h[key] for h in history], dtype=float)
-    per_epoch = lambda key: np.array([h[key] for h in history], dtype=float).reshape(len(history), -1)
     fig = figure(10.5, 5.8)
     fig.subplots_adjust(left=0.04, right=0.99, bottom=0.08, top=0.88, wspace=0.22, hspace=0.48)
     axes = fig.subplots(2, 3)
-    line = dict(marker="o", markersize=3, linewidth=1.5)
-    second = dict(color="0.55", linestyle="--")
+    _loss_panel(axes[0, 0], epochs, history)
+    _kl_panel(axes[0, 1], epochs, history)
+    _schedule_panel(axes[0, 2], epochs, history)
+    _count_accuracy_panel(axes[1, 0], epochs, history, best_epoch, chance)
+    _mse_panel(axes[1, 1], epochs, history)
+    _presence_panel(axes[1, 2], epochs, history)
+    for ax in axes.flat:
+        _epoch_axes(ax, best_epoch)
+    _fit_left_margin(fig, axes[:, 0])
+    best = f"; dotted line: best validation epoch ({best_epoch})" if best_epoch is not None else ""
+    _suptitle(fig, f"Training curves{best}")
+    return fig
 
-    ax = axes[0, 0]
-    ax.plot(epochs, series("loss"), color="black", label="loss (negative ELBO)", **line)
-    ax.plot(epochs, series("recon"), label="reconstruction", **second, **line)
+
+def _series(history, key):
+    """history's `key`, one float per epoch: (E,)."""
+    return np.array([h[key] for h in history], dtype=float)
+
+
+def _per_epoch(history, key):
+    """history's `key`, a list per epoch (per count, per step): (E, K)."""
+    return _series(history, key).reshape(len(history), -1)
+
+
+def _loss_panel(ax, epochs, history):
+    """The training loss (the negative ELBO) and its reconstruction term."""
+    ax.plot(epochs, _series(history, "loss"), color="black", label="loss (negative ELBO)", **CURVE)
+    ax.plot(epochs, _series(history, "recon"), label="reconstruction", **SECOND_CURVE, **CURVE)
     ax.set_title("training loss per scene")
     ax.legend(loc="upper right")
 
-    ax = axes[0, 1]
-    kls = [series("kl_what"), series("kl_pres")]
-    ax.plot(epochs, kls[0], color="black", label="KL z_what", **line)
-    ax.plot(epochs, kls[1], label="KL z_pres", **second, **line)
+
+def _kl_panel(ax, epochs, history):
+    """The KL terms, unweighted: z_what's, z_pres's and a stochastic z_where's; on a log axis when all are
+    positive."""
+    # lazy: see the module docstring
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+    kls = [_series(history, "kl_what"), _series(history, "kl_pres")]
+    ax.plot(epochs, kls[0], color="black", label="KL z_what", **CURVE)
+    ax.plot(epochs, kls[1], label="KL z_pres", **SECOND_CURVE, **CURVE)
     # A stochastic z_where's KL (the objective's fourth term); a history written before train() recorded it has
     # none, and a run resumed across that change has it from some epoch on (NaN before: a gap in the curve).
     kl_where = np.array([h.get("kl_where", np.nan) for h in history], dtype=float)
     if np.isfinite(kl_where).any():
         kls.append(kl_where)
-        ax.plot(epochs, kl_where, color="0.3", linestyle="-.", label="KL z_where", **line)
+        ax.plot(epochs, kl_where, color="0.3", linestyle="-.", label="KL z_where", **CURVE)
     drawn = np.concatenate(kls)
     if np.all(drawn[np.isfinite(drawn)] > 0):
         # Terms an order of magnitude apart: a log axis, labelled with plain numbers.
@@ -256,16 +290,20 @@ def training_curves(history, best_epoch=None, chance=None):
     _room_above(ax, 0.2 if len(kls) == 2 else 0.3)  # one row of legend or two
     ax.legend(loc="upper center", ncol=2, columnspacing=1.0)
 
-    ax = axes[0, 2]
-    ax.plot(epochs, series("temperature"), color="black", label="temperature", **line)
-    ax.plot(epochs, series("kl_scale"), label="KL warm-up scale", **second, **line)
+
+def _schedule_panel(ax, epochs, history):
+    """The temperature and the KL warm-up scale at the end of each epoch."""
+    ax.plot(epochs, _series(history, "temperature"), color="black", label="temperature", **CURVE)
+    ax.plot(epochs, _series(history, "kl_scale"), label="KL warm-up scale", **SECOND_CURVE, **CURVE)
     ax.set_ylim(0, 1.08)
     ax.set_title("schedules (at the end of each epoch)")
     ax.legend(loc="lower left")
 
-    ax = axes[1, 0]
-    ax.plot(epochs, series("val_count_acc"), color="black", label="all", **line)
-    per_class = per_epoch("val_per_class_acc")
+
+def _count_accuracy_panel(ax, epochs, history, best_epoch, chance):
+    """Validation count accuracy, overall and per true count, with chance and a star at the best epoch."""
+    ax.plot(epochs, _series(history, "val_count_acc"), color="black", label="all", **CURVE)
+    per_class = _per_epoch(history, "val_per_class_acc")
     styles = ("--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
     for c in range(per_class.shape[1]):
         ax.plot(epochs, per_class[:, c], color="0.45", linestyle=styles[c % len(styles)], linewidth=1.3,
@@ -273,7 +311,7 @@ def training_curves(history, best_epoch=None, chance=None):
     if chance is not None:
         ax.axhline(chance, color="0.75", linewidth=1.2, zorder=0, label="chance")
     if best_epoch is not None and best_epoch in epochs:
-        best_acc = series("val_count_acc")[list(epochs).index(best_epoch)]
+        best_acc = _series(history, "val_count_acc")[list(epochs).index(best_epoch)]
         ax.plot([best_epoch], [best_acc], marker="*", markersize=12, color="black", linestyle="none", zorder=4)
     # Room above 1 for the legend, so it never hides a curve.
     ax.set_ylim(-0.03, 1.42)
@@ -281,38 +319,43 @@ def training_curves(history, best_epoch=None, chance=None):
     ax.set_title("validation count accuracy")
     ax.legend(loc="upper center", ncol=3, columnspacing=1.0)
 
-    ax = axes[1, 1]
-    ax.plot(epochs, series("val_recon_mse"), color="black", label="per pixel", **line)
+
+def _mse_panel(ax, epochs, history):
+    """Validation reconstruction MSE per pixel."""
+    ax.plot(epochs, _series(history, "val_recon_mse"), color="black", label="per pixel", **CURVE)
     ax.set_title("validation reconstruction MSE")
     ax.legend(loc="upper right")
 
-    ax = axes[1, 2]
-    pres = per_epoch("val_mean_pres_prob")
+
+def _presence_panel(ax, epochs, history):
+    """Each step's mean presence probability on the validation scenes, in its step colour."""
+    pres = _per_epoch(history, "val_mean_pres_prob")
     for t in range(pres.shape[1]):
-        ax.plot(epochs, pres[:, t], color=step_color(t), label=f"step {t}", **line)
+        ax.plot(epochs, pres[:, t], color=step_color(t), label=f"step {t}", **CURVE)
     ax.set_ylim(-0.03, 1.42)
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_title("validation mean presence probability")
     ax.legend(loc="upper center", ncol=pres.shape[1])
 
-    for ax in axes.flat:
-        if best_epoch is not None:
-            ax.axvline(best_epoch, color="0.3", linestyle=":", linewidth=1.2, zorder=0, gid="best-epoch")
-        ax.set_xlabel("epoch", fontsize=9)
-        # Whole epochs only, even when the view holds one epoch (MaxNLocator(integer=True) alone falls back to
-        # fractional ticks when fewer than two whole numbers are in view).
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-        ax.tick_params(labelsize=8)
-        ax.title.set_fontsize(10)
-        ax.grid(alpha=0.25, linewidth=0.6)
-        legend = ax.get_legend()
-        legend.set_frame_on(False)
-        for text in legend.get_texts():
-            text.set_fontsize(7.5)
-    _fit_left_margin(fig, axes[:, 0])
-    best = f"; dotted line: best validation epoch ({best_epoch})" if best_epoch is not None else ""
-    _suptitle(fig, f"Training curves{best}")
-    return fig
+
+def _epoch_axes(ax, best_epoch):
+    """What every panel of training_curves shares: whole epochs on x, the best epoch's dotted line, a light grid,
+    small ticks and a frameless legend."""
+    # lazy: see the module docstring
+    from matplotlib.ticker import MaxNLocator
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="0.3", linestyle=":", linewidth=1.2, zorder=0, gid="best-epoch")
+    ax.set_xlabel("epoch", fontsize=9)
+    # Whole epochs only, even when the view holds one epoch (MaxNLocator(integer=True) alone falls back to
+    # fractional ticks when fewer than two whole numbers are in view).
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.tick_params(labelsize=8)
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.25, linewidth=0.6)
+    legend = ax.get_legend()
+    legend.set_frame_on(False)
+    for text in legend.get_texts():
+        text.set_fontsize(7.5)
 
 
 def _room_above(ax, fraction):
@@ -509,7 +552,6 @@ def _figure_makers(params, config, datasets, metrics, split="val"):
     if "confusion" in metrics:
         confusions = {"validation": metrics["val_confusion"], "test": metrics["confusion"]}
     else:
-        from air.metrics import evaluate
         confusions = {SPLITS[split]: evaluate(params, config, scenes)["confusion"]}
     makers = {
         "training_curves": lambda: training_curves(history, metrics.get("best_epoch"),
@@ -533,7 +575,6 @@ def write_figures(run_dir, datasets=None):
     (from the checkpoint's history while a run has no metrics.json yet). `datasets` are the run's scenes; by
     default they are rebuilt from its config, as training built them.
     """
-    from air.checkpoint import read_checkpoint
     run = Path(run_dir)
     state = read_checkpoint(run)
     params, config = state["best_params"], state["config"]
@@ -543,8 +584,6 @@ def write_figures(run_dir, datasets=None):
     else:
         metrics = {"history": state["history"], "best_epoch": state["best"].get("epoch")}
     if datasets is None:
-        from air.data import load_mnist
-        from air.train import build_datasets
         datasets = build_datasets(config, load_mnist())
     return save_figures(figure_paths(run)["attention"].parent, params, config, datasets, metrics)
 
@@ -566,20 +605,6 @@ def save_figures(folder, params, config, datasets, metrics=None, split="val"):
 # --- the training animation ------------------------------------------------------------------------------------
 
 
-def snapshot_recorder(config, images, every, total_steps):
-    """An on_step callback for air.train.train and the list it fills: every `every` steps and at the last,
-    air.infer on `images` (a few fixed scenes), kept as {step, boxes, z_pres, count, recon}."""
-    snapshots = []
-
-    def on_step(step, params_fn):
-        if step % every and step != total_steps:
-            return
-        out = infer(params_fn(), config, images)
-        snapshots.append({"step": step, **{k: out[k] for k in ("boxes", "z_pres", "count", "recon")}})
-
-    return on_step, snapshots
-
-
 def write_training_gif(path, snapshots, images, true_counts, config, fps=6):
     """An animated GIF (matplotlib's Pillow writer) of the snapshots: the scenes with each step's box above,
     the reconstructions below, and the step, epoch and temperature in the title; one frame per snapshot.
@@ -589,8 +614,7 @@ def write_training_gif(path, snapshots, images, true_counts, config, fps=6):
     """
     if not snapshots:
         raise ValueError("no snapshots to animate")
-    from matplotlib.animation import PillowWriter
-    from air.schedules import steps_per_epoch, temperature
+    from matplotlib.animation import PillowWriter  # lazy: see the module docstring
     n = len(images)
     # A fixed layout, as for the figures: every frame has the same size and the margins hold the text.
     board = Board(2, n, config.canvas_size, panel=1.25, gaps=0.08, row_gap=0.1, top=0.62, bottom=0.34, left=0.3,

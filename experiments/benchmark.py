@@ -11,7 +11,6 @@ The data are whatever `python -m experiments.train` would use (set AIR_MNIST_DIR
 """
 import csv
 import dataclasses
-import importlib.util
 import json
 import subprocess
 import sys
@@ -21,27 +20,33 @@ from pathlib import Path
 
 import numpy as np  # one thread: experiments/__init__.py sets it before numpy loads
 
-from air.runtime import environment
+import air
+from air.config import PRESETS
+from air.data import digit_pools, load_mnist, make_scenes
+from air.optim import adam_init, adam_update
+from air.runtime import environment, tune_allocator
+from air.schedules import Schedule, pres_prior
+from air.train import gradient_and_terms, learning_rates
+from air.tree import Layout
 from experiments.cli import Parser, UsageError, int_list, preset_help, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def hand_gradient_module():
-    """tests/hand_gradient.py, the hand-derived reference (it lives with the tests, not in air/)."""
-    spec = importlib.util.spec_from_file_location("hand_gradient", ROOT / "tests" / "hand_gradient.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """tests/hand_gradient.py, the hand-derived reference, which lives with the tests, not in air/. Imported where
+    the hand step is timed, not at the top, so that the other timings run without tests/ (an installed package);
+    `python -m experiments.benchmark` run from the repository root has it on the path."""
+    try:
+        from tests import hand_gradient
+    except ImportError:
+        raise UsageError("the hand-derived step needs the repository's tests/ folder (run the benchmark from the "
+                         "repository root, or pass --skip-steps)") from None
+    return hand_gradient
 
 
 def _problem(config, batch_size):
     """Parameters, random images and noise of one batch, the flat layout, and the training gradient."""
-    import air
-    from air.schedules import Schedule, pres_prior
-    from air.train import gradient_and_terms
-    from air.tree import Layout
-
     rng = np.random.default_rng(0)
     params = air.init_params(rng, config)
     images = rng.random((batch_size, config.canvas_size, config.canvas_size)).astype(config.dtype)
@@ -66,7 +71,6 @@ def _median_step(step, state, warmup, repeats):
 
 def step_times(config, batch_size, repeats, warmup=20):
     """Median seconds of one training step for the autograd path and the hand-derived one."""
-    from air.optim import adam_init, adam_update
     params, images, noise, layout, gradient = _problem(config, batch_size)
     hand = hand_gradient_module()
 
@@ -83,8 +87,6 @@ def step_times(config, batch_size, repeats, warmup=20):
 
 def training_step_time(config, batch_size, repeats, warmup=3):
     """Median seconds of one training step (gradient + Adam) of any config, as air.train runs it."""
-    from air.optim import adam_init, adam_update
-    from air.train import learning_rates
     params, _, _, layout, gradient = _problem(config, batch_size)
     rates = learning_rates(config, layout)
     return _median_step(lambda state: adam_update(state, gradient(state["params"]), rates),
@@ -93,7 +95,6 @@ def training_step_time(config, batch_size, repeats, warmup=3):
 
 def scaling(presets, batch_sizes, canvas_sizes, repeats, plot_path=None):
     """Per-step time of each preset against batch size (at its own canvas) and canvas size (at batch 32)."""
-    import air
     rows = []
     for name in presets:
         base = air.preset(name)
@@ -109,6 +110,7 @@ def scaling(presets, batch_sizes, canvas_sizes, repeats, plot_path=None):
 
 
 def _plot_scaling(rows, presets, path):
+    # lazy: matplotlib adds about 0.8 s to start-up; only drawing needs it
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator
     fig = Figure(figsize=(9, 3.6))
@@ -157,7 +159,6 @@ def seed_runs(seeds, preset, train_args=()):
 def scene_times(n, repeats, overlaps=("allowed", "rejected")):
     """Median seconds of make_scenes drawing n seed-sized scenes (32 px, 0-2 digits) from the MNIST training pool,
     per overlap rule. About 15 ms for 3,000 crossing scenes: far more means a fall back to per-pixel loops."""
-    from air.data import digit_pools, load_mnist, make_scenes
     pool = digit_pools(load_mnist())["train"]
     times = {}
     for overlap in overlaps:
@@ -166,7 +167,8 @@ def scene_times(n, repeats, overlaps=("allowed", "rejected")):
     return times
 
 
-def main(argv=None):
+def parse_args(argv):
+    """(the command line, the seeds of the end-to-end runs as integers)."""
     parser = Parser(prog="python -m experiments.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=300, help="timed steps per path (default 300)")
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the end-to-end runs (default 0,1,2)")
@@ -183,72 +185,93 @@ def main(argv=None):
                         help="also write the figures as files into DIR (e.g. docs/results/NAME), to commit: "
                              "steps.json, scaling.csv, scenes.json, runs.csv and each run's metrics.json")
     args = parser.parse_args(argv)
-    seeds = int_list(args.seeds, "--seeds")
+    return args, int_list(args.seeds, "--seeds")
 
-    import air
-    from air.runtime import tune_allocator
+
+def main(argv=None):
+    args, seeds = parse_args(argv)
+    base = air.preset(args.preset)  # an unknown --preset is an error whatever is timed
     tune_allocator()
-    base = air.preset(args.preset)
     if args.scaling:
-        from air.config import PRESETS
-        rows = scaling(sorted(PRESETS), (8, 16, 32, 64), (32, 48, 64), repeats=max(5, args.repeats // 30),
-                       plot_path=args.plot)
-        print("| preset | canvas | batch | ms per step |", flush=True)
-        print("| --- | --- | --- | --- |", flush=True)
-        for name, canvas, batch, seconds in rows:
-            print(f"| {name} | {canvas} | {batch} | {1e3 * seconds:.1f} |", flush=True)
-        print(f"plot: {args.plot}", flush=True)
-        _write_csv(args.out, "scaling.csv", ["preset", "canvas", "batch", "ms_per_step"],
-                   [(name, canvas, batch, round(1e3 * seconds, 3)) for name, canvas, batch, seconds in rows])
+        report_scaling(args)
         return 0
     if args.scenes:
-        n, repeats = 3000, max(3, args.repeats // 30)
-        print(f"make_scenes, {n:,} scenes of 32 x 32 with 0-2 digits, median of {repeats}:", flush=True)
-        times = scene_times(n, repeats)
-        for overlap, seconds in times.items():
-            print(f"  overlap {overlap}: {1e3 * seconds:.1f} ms", flush=True)
-        _write_json(args.out, "scenes.json", {"n_scenes": n, "repeats": repeats, "ms": {
-            overlap: 1e3 * seconds for overlap, seconds in times.items()}, "environment": environment()})
+        report_scenes(args)
         return 0
     if not args.skip_steps:
-        print(f"training step, batch 32, one thread, median of {args.repeats} (gradient + Adam):", flush=True)
-        rows = {}
-        for dtype in ("float32", "float64"):
-            rows[dtype] = step_times(dataclasses.replace(base, dtype=dtype), 32, args.repeats)
-            t = rows[dtype]
-            print(f"  {dtype}: autograd {1e3 * t['autograd']:.2f} ms   hand-derived {1e3 * t['hand']:.2f} ms   "
-                  f"ratio {t['autograd'] / t['hand']:.2f}", flush=True)
-        _write_json(args.out, "steps.json", {"preset": args.preset, "batch_size": 32, "repeats": args.repeats,
-                                             "ms": {d: {k: 1e3 * v for k, v in t.items()} for d, t in rows.items()},
-                                             "environment": environment()})
-
+        report_steps(args, base)
     if not args.skip_runs:
-        print(f"python -m experiments.train --preset {args.preset} --no-figures {args.train_args}, "
-              f"seeds {args.seeds}:", flush=True)
-        results = []
-        for r in seed_runs(seeds, args.preset, args.train_args.split()):
-            if not results:
-                print(f"  data: {r['data_source']}", flush=True)
-            results.append(r)
-            _write_json(args.out, f"seed{r['seed']}/metrics.json", {k: v for k, v in r.items() if k != "seed"})
-            per_class = "/".join(f"{a:.2f}" for a in r["per_class_acc"])
-            print(f"  seed {r['seed']}: wall {r['wall']:.2f} s (training {r['wall_s']:.2f} s)  best val "
-                  f"{r['best_val_count_acc']:.3f} (epoch {r['best_epoch']})  last epoch {r['last_val_count_acc']:.3f}  "
-                  f"test {r['test_count_acc']:.3f} ({per_class})  val mse {r['val_recon_mse']:.4f}  "
-                  f"box IoU {r['test_box_iou']:.3f}", flush=True)
-        stat = lambda key: (np.mean([r[key] for r in results]), np.std([r[key] for r in results]))
-        print(f"  median wall {np.median([r['wall'] for r in results]):.2f} s", flush=True)
-        for key in ("best_val_count_acc", "last_val_count_acc", "test_count_acc", "val_recon_mse"):
-            mean, sd = stat(key)
-            print(f"  {key}: {mean:.4f} +- {sd:.4f}", flush=True)
-        keys = ["wall", "wall_s", "best_val_count_acc", "best_epoch", "last_val_count_acc", "test_count_acc",
-                "val_recon_mse", "test_box_iou"]
-        _write_csv(args.out, "runs.csv", ["preset", "train_args", "seed"] + keys + ["per_class_acc"],
-                   [[args.preset, args.train_args, r["seed"]] + [r[k] for k in keys]
-                    + ["/".join(f"{a:.3f}" for a in r["per_class_acc"])] for r in results])
+        report_runs(args, seeds)
     if args.out:
         print(f"results: {args.out}", flush=True)
     return 0
+
+
+def report_scaling(args):
+    """--scaling: every preset's step time against batch and canvas size, as a table, a plot and scaling.csv."""
+    rows = scaling(sorted(PRESETS), (8, 16, 32, 64), (32, 48, 64), repeats=max(5, args.repeats // 30),
+                   plot_path=args.plot)
+    print("| preset | canvas | batch | ms per step |", flush=True)
+    print("| --- | --- | --- | --- |", flush=True)
+    for name, canvas, batch, seconds in rows:
+        print(f"| {name} | {canvas} | {batch} | {1e3 * seconds:.1f} |", flush=True)
+    print(f"plot: {args.plot}", flush=True)
+    _write_csv(args.out, "scaling.csv", ["preset", "canvas", "batch", "ms_per_step"],
+               [(name, canvas, batch, round(1e3 * seconds, 3)) for name, canvas, batch, seconds in rows])
+
+
+def report_scenes(args):
+    """--scenes: make_scenes' time for 3,000 seed scenes per overlap rule, printed and in scenes.json."""
+    n, repeats = 3000, max(3, args.repeats // 30)
+    print(f"make_scenes, {n:,} scenes of 32 x 32 with 0-2 digits, median of {repeats}:", flush=True)
+    times = scene_times(n, repeats)
+    for overlap, seconds in times.items():
+        print(f"  overlap {overlap}: {1e3 * seconds:.1f} ms", flush=True)
+    _write_json(args.out, "scenes.json", {"n_scenes": n, "repeats": repeats, "ms": {
+        overlap: 1e3 * seconds for overlap, seconds in times.items()}, "environment": environment()})
+
+
+def report_steps(args, base):
+    """The autograd and the hand-derived training step of `base` (the preset's config) in float32 and float64,
+    printed with their ratio and in steps.json."""
+    print(f"training step, batch 32, one thread, median of {args.repeats} (gradient + Adam):", flush=True)
+    rows = {}
+    for dtype in ("float32", "float64"):
+        rows[dtype] = step_times(dataclasses.replace(base, dtype=dtype), 32, args.repeats)
+        t = rows[dtype]
+        print(f"  {dtype}: autograd {1e3 * t['autograd']:.2f} ms   hand-derived {1e3 * t['hand']:.2f} ms   "
+              f"ratio {t['autograd'] / t['hand']:.2f}", flush=True)
+    _write_json(args.out, "steps.json", {"preset": args.preset, "batch_size": 32, "repeats": args.repeats,
+                                         "ms": {d: {k: 1e3 * v for k, v in t.items()} for d, t in rows.items()},
+                                         "environment": environment()})
+
+
+def report_runs(args, seeds):
+    """The end-to-end runs: a line a seed as it ends, then means and sds over seeds; runs.csv and each run's
+    metrics.json."""
+    print(f"python -m experiments.train --preset {args.preset} --no-figures {args.train_args}, "
+          f"seeds {args.seeds}:", flush=True)
+    results = []
+    for r in seed_runs(seeds, args.preset, args.train_args.split()):
+        if not results:
+            print(f"  data: {r['data_source']}", flush=True)
+        results.append(r)
+        _write_json(args.out, f"seed{r['seed']}/metrics.json", {k: v for k, v in r.items() if k != "seed"})
+        per_class = "/".join(f"{a:.2f}" for a in r["per_class_acc"])
+        print(f"  seed {r['seed']}: wall {r['wall']:.2f} s (training {r['wall_s']:.2f} s)  best val "
+              f"{r['best_val_count_acc']:.3f} (epoch {r['best_epoch']})  last epoch {r['last_val_count_acc']:.3f}  "
+              f"test {r['test_count_acc']:.3f} ({per_class})  val mse {r['val_recon_mse']:.4f}  "
+              f"box IoU {r['test_box_iou']:.3f}", flush=True)
+    stat = lambda key: (np.mean([r[key] for r in results]), np.std([r[key] for r in results]))
+    print(f"  median wall {np.median([r['wall'] for r in results]):.2f} s", flush=True)
+    for key in ("best_val_count_acc", "last_val_count_acc", "test_count_acc", "val_recon_mse"):
+        mean, sd = stat(key)
+        print(f"  {key}: {mean:.4f} +- {sd:.4f}", flush=True)
+    keys = ["wall", "wall_s", "best_val_count_acc", "best_epoch", "last_val_count_acc", "test_count_acc",
+            "val_recon_mse", "test_box_iou"]
+    _write_csv(args.out, "runs.csv", ["preset", "train_args", "seed"] + keys + ["per_class_acc"],
+               [[args.preset, args.train_args, r["seed"]] + [r[k] for k in keys]
+                + ["/".join(f"{a:.3f}" for a in r["per_class_acc"])] for r in results])
 
 
 def _write_json(out, name, value):

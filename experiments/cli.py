@@ -1,14 +1,18 @@
 """What every command-line script shares: flags generated from Config, one-line errors, data loading."""
 import argparse
 import dataclasses
+import difflib
 import os
 import re
 import shutil
 import sys
 
-from air.checkpoint import CheckpointError
-from air.config import CHOICES, PRESETS, Config, ConfigError, preset
-from air.data import DataError
+from air.checkpoint import CheckpointError, load_checkpoint
+from air.config import CHOICES, PRESETS, Config, ConfigError, preset, sections
+from air.data import DataError, load_mnist
+from air.runs import BackendError
+from air.shipped import PretrainedError, pretrained
+from air.train import build_datasets
 
 
 class UsageError(Exception):
@@ -29,7 +33,6 @@ class Parser(argparse.ArgumentParser):
         """'; did you mean --n-epochs?' for an unrecognised flag close to a known one (else '')."""
         if not message.startswith("unrecognized arguments:"):
             return ""
-        import difflib
         known = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
         for word in message.split(":", 1)[1].split():
             flag = word.split("=", 1)[0]
@@ -80,7 +83,7 @@ def run(main, argv=None):
     """Call main(argv), turning expected failures into one line on stderr and an exit status."""
     try:
         return main(argv)
-    except (UsageError, ConfigError, DataError, CheckpointError) as e:
+    except (UsageError, ConfigError, DataError, CheckpointError, BackendError) as e:
         print(f"{main.__module__.replace('__main__', 'air')}: error: {_message(e)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as Unix tools do
@@ -89,10 +92,13 @@ def run(main, argv=None):
 
 
 def _message(error):
-    """The error as one line: a Config field as its flag, a data file with the AIR_MNIST_DIR it was found by."""
+    """The error as one line: a Config field or a backend as its flag, a data file with the AIR_MNIST_DIR it was found
+    by."""
     text = str(error)
     if isinstance(error, ConfigError):
         text = f"--{error.name.replace('_', '-')}: {error.problem}"
+    elif isinstance(error, BackendError):
+        text = f"--backend {error.backend}: {error.problem}"
     elif isinstance(error, DataError) and os.environ.get("AIR_MNIST_DIR"):
         text = f"AIR_MNIST_DIR: {error}"
     return " ".join(text.split())
@@ -148,7 +154,6 @@ def add_run_flags(parser, default_out):
 def add_config_flags(parser):
     """One flag per Config field, named after it (kl_what_weight -> --kl-what-weight), default from --preset,
     grouped by the Config's sections (scenes, guide and generative model, objective, optimisation)."""
-    from air.config import sections
     fields = {f.name: f for f in dataclasses.fields(Config)}
     for title, names in sections():
         group = parser.add_argument_group(f"{title} (Config fields; defaults from --preset)")
@@ -193,12 +198,47 @@ def flag_text(value):
 
 def load_data(config, quiet=False):
     """MNIST (printing one line naming the source) and the run's train / validation / test scenes."""
-    from air.data import load_mnist
-    from air.train import build_datasets
     mnist = load_mnist()
     if not quiet:
         print(f"data: {mnist.source}", flush=True)
     return build_datasets(config, mnist)
+
+
+def load_model(args):
+    """(params, config) of args.run or of the shipped model args.pretrained (exactly one of them given)."""
+    if (args.run is None) == (args.pretrained is None):
+        raise UsageError("give a RUN folder or --pretrained NAME (one of them)")
+    try:
+        return pretrained(args.pretrained) if args.pretrained else load_checkpoint(args.run)
+    except PretrainedError as e:
+        raise UsageError(f"--pretrained: {e}") from None
+    except CheckpointError as e:
+        raise UsageError(f"RUN: {e}") from None
+
+
+def add_family_flags(parser):
+    """The flags that choose another family of held-out scenes to score a run on (see scene_family)."""
+    family = parser.add_argument_group("another scene family (defaults: the run's own)")
+    family.add_argument("--digit-size", default=None, metavar="LOW,HIGH",
+                        help="digit sides in px on a 32-px canvas, scaled with the canvas (Config.digit_size)")
+    family.add_argument("--overlap", choices=["allowed", "rejected"], default=None,
+                        help="digits may cross, or are kept from piling ink (Config.overlap)")
+    family.add_argument("--max-digits", type=int, default=None, help="scenes hold 0..N digits (Config.max_digits)")
+    family.add_argument("--n-test", type=int, default=None, help="how many scenes to score (Config.n_test)")
+
+
+def scene_family(config, args):
+    """The run's config with the scene fields the flags name replaced (the model's fields are never touched)."""
+    changes = {}
+    if args.digit_size is not None:
+        try:
+            changes["digit_size"] = tuple(int(v) for v in args.digit_size.split(","))
+        except ValueError:
+            raise UsageError(f"--digit-size: expected two integers LOW,HIGH, got {args.digit_size!r}") from None
+    for name in ("overlap", "max_digits", "n_test"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    return dataclasses.replace(config, **changes)  # ConfigError names a bad value's flag
 
 
 def unstarted_run(out):

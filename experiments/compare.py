@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from air.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
+from air.metrics import family_scores
 from experiments.cli import Parser, UsageError, load_data, run
 
 FIELDS = ("run", "family", "split", "digit_size", "n_test", "count_acc", "stderr", "acc_0", "acc_1", "acc_2", "merged_two",
@@ -33,23 +35,8 @@ def parse_family(text):
     return label, (low, high)
 
 
-def score(params, config, scenes):
-    """One row's scores (without run, family and minutes) of `params` on `scenes`."""
-    from air.metrics import evaluate
-    s = evaluate(params, config, scenes)
-    confusion = np.asarray(s["confusion"])
-    acc, n = s["count_acc"], len(scenes)
-    two = confusion[2].sum() if len(confusion) > 2 else 0
-    share = lambda cols: float(confusion[2, cols].sum() / two) if two else float("nan")
-    per = s["per_class_acc"] + [float("nan")] * 3
-    return {"digit_size": "-".join(str(v) for v in config.digit_size), "n_test": n, "count_acc": acc,
-            "stderr": float(np.sqrt(acc * (1 - acc) / n)), "acc_0": per[0], "acc_1": per[1], "acc_2": per[2],
-            "merged_two": share(1), "split_two": share(slice(3, None)), "box_iou": s["box_iou"]}
-
-
 def train_minutes(path):
     """The run's training wall time in minutes from its metrics.json, or '' if it has none."""
-    from air.checkpoint import checkpoint_path
     try:
         seconds = json.loads((checkpoint_path(path).parent / "metrics.json").read_text())["wall_s"]
     except (OSError, ValueError, KeyError):  # checkpoint_path has already found the run (main loaded it)
@@ -74,7 +61,6 @@ def main(argv=None):
         raise UsageError(f"--label: {len(labels)} names for {len(args.runs)} runs")
     families = [("own", None)] + [parse_family(f) for f in args.family]
 
-    from air.checkpoint import CheckpointError, load_checkpoint
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -87,8 +73,8 @@ def main(argv=None):
             count = {"n_val": args.n_test} if args.split == "val" else {"n_test": args.n_test}
             family_config = dataclasses.replace(config, **count, **({"digit_size": sizes} if sizes else {}))
             scenes = getattr(load_data(family_config, True), args.split)
-            row = {"run": label, "family": family, "split": args.split, **score(params, family_config, scenes),
-                   "train_minutes": train_minutes(path)}
+            row = {"run": label, "family": family, "split": args.split,
+                   **family_scores(params, family_config, scenes), "train_minutes": train_minutes(path)}
             rows.append(row)
             print(f"{label:>24s}  {family:>8s}  count acc {row['count_acc']:.4f} +- {row['stderr']:.4f}  "
                   f"two-digit merged {row['merged_two']:.3f} split {row['split_two']:.3f}  "
@@ -103,7 +89,7 @@ def main(argv=None):
 
 
 def _plot(rows, families, labels, path):
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib adds about 0.8 s to start-up; only drawing needs it
     fig = Figure(figsize=(max(5.0, 1.1 * len(labels) + 2), 3.6))
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / len(families)

@@ -9,11 +9,12 @@ The scenes are the run's own held-out family unless told otherwise: --digit-size
 --n-test draw another family from the same held-out digits without retraining, e.g. Pyro's multi-MNIST scale
 (digit frames of about 19-25 px on 50 px) with `--digit-size 12,16` for a 50-px run.
 """
-import dataclasses
 import json
 import sys
 
-from experiments.cli import Parser, UsageError, load_data, run
+from air.metrics import evaluate
+from air.shipped import card
+from experiments.cli import Parser, add_family_flags, load_data, load_model, run, scene_family
 
 
 def main(argv=None):
@@ -27,7 +28,6 @@ def main(argv=None):
     add_family_flags(parser)
     args = parser.parse_args(argv)
 
-    from air.metrics import evaluate
     params, config = load_model(args)
     if args.pretrained and args.n_test is None and args.split == "test" and _own_family(args):
         args.n_test = _card_scenes(args.pretrained)  # the card's own-family figure is scored on as many
@@ -62,47 +62,7 @@ def _own_family(args):
 
 def _card_scenes(name):
     """How many test scenes the shipped model's card scored its own family on."""
-    from air.shipped import card
     return int(card(name)["test"]["own"]["n_test"])
-
-
-def load_model(args):
-    """(params, config) of args.run or of the shipped model args.pretrained (exactly one of them given)."""
-    from air.checkpoint import CheckpointError, load_checkpoint
-    from air.shipped import PretrainedError, pretrained
-    if (args.run is None) == (args.pretrained is None):
-        raise UsageError("give a RUN folder or --pretrained NAME (one of them)")
-    try:
-        return pretrained(args.pretrained) if args.pretrained else load_checkpoint(args.run)
-    except PretrainedError as e:
-        raise UsageError(f"--pretrained: {e}") from None
-    except CheckpointError as e:
-        raise UsageError(f"RUN: {e}") from None
-
-
-def add_family_flags(parser):
-    """The flags that choose another family of held-out scenes to score a run on (see scene_family)."""
-    family = parser.add_argument_group("another scene family (defaults: the run's own)")
-    family.add_argument("--digit-size", default=None, metavar="LOW,HIGH",
-                        help="digit sides in px on a 32-px canvas, scaled with the canvas (Config.digit_size)")
-    family.add_argument("--overlap", choices=["allowed", "rejected"], default=None,
-                        help="digits may cross, or are kept from piling ink (Config.overlap)")
-    family.add_argument("--max-digits", type=int, default=None, help="scenes hold 0..N digits (Config.max_digits)")
-    family.add_argument("--n-test", type=int, default=None, help="how many scenes to score (Config.n_test)")
-
-
-def scene_family(config, args):
-    """The run's config with the scene fields the flags name replaced (the model's fields are never touched)."""
-    changes = {}
-    if args.digit_size is not None:
-        try:
-            changes["digit_size"] = tuple(int(v) for v in args.digit_size.split(","))
-        except ValueError:
-            raise UsageError(f"--digit-size: expected two integers LOW,HIGH, got {args.digit_size!r}") from None
-    for name in ("overlap", "max_digits", "n_test"):
-        if getattr(args, name) is not None:
-            changes[name] = getattr(args, name)
-    return dataclasses.replace(config, **changes)  # ConfigError names a bad value's flag
 
 
 if __name__ == "__main__":

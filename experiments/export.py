@@ -11,6 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from air import shipped
+from air.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
+from air.config import PRESETS
+from air.metrics import family_scores
+from air.tree import leaves, nest
 from experiments.cli import Parser, UsageError, flag_text, load_data, run
 
 PYRO_SCALE = (12, 16)  # digit sides on a 32-px canvas: 19-25 px on 50 px, Pyro's multi-MNIST frames
@@ -19,7 +24,6 @@ PYRO_SCALE = (12, 16)  # digit sides on a 32-px canvas: 19-25 px on 50 px, Pyro'
 def train_command(config):
     """The experiments.train command line that trains `config`: its preset (the first whose fields it matches
     most) and a flag for every field that differs from it."""
-    from air.config import PRESETS
     fields = [f.name for f in dataclasses.fields(config) if f.name != "seed"]
     name = min(PRESETS, key=lambda p: sum(getattr(PRESETS[p], f) != getattr(config, f) for f in fields))
     flags = [f"--{f.replace('_', '-')} {flag_text(getattr(config, f))}" for f in fields
@@ -41,14 +45,13 @@ def commit():
 
 def model_card(name, folder, params, config, n_test, trained=None):
     """The card of `params` under `config` (as shipped); `trained` is the config the run trained with."""
-    from experiments.compare import score
     metrics = json.loads((folder / "metrics.json").read_text())
     if metrics.get("status") != "complete":
         raise UsageError(f"RUN: {folder} is not a finished run (status {metrics.get('status')!r})")
     scores = {}
     for family, changes in (("own", {}), ("pyro_scale", {"digit_size": PYRO_SCALE})):
         family_config = dataclasses.replace(config, n_test=n_test, **changes)
-        s = score(params, family_config, load_data(family_config, quiet=True).test)
+        s = family_scores(params, family_config, load_data(family_config, quiet=True).test)
         scores[family] = {k: s[k] for k in ("digit_size", "n_test", "count_acc", "stderr", "merged_two", "box_iou")}
     return {"name": name, "command": train_command(trained or config), "seed": config.seed, "commit": commit(),
             "canvas_size": config.canvas_size, "max_digits": config.max_digits, "overlap": config.overlap,
@@ -86,15 +89,12 @@ def main(argv=None):
     if not args.name.isidentifier():
         raise UsageError(f"--name: a plain name such as paper, got {args.name!r}")
 
-    from air import shipped
-    from air.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
     try:
         folder = checkpoint_path(args.run).parent
         params, config = load_checkpoint(folder)
     except CheckpointError as e:
         raise UsageError(f"RUN: {e}") from None
     # Scored as shipped: float32 parameters under a float32 config.
-    from air.tree import leaves, nest
     params = nest({k: v.astype("float32") for k, v in leaves(params)})
     trained, config = config, dataclasses.replace(config, dtype="float32")
     card = model_card(args.name, folder, params, config, args.n_test, trained)

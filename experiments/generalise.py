@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from air.config import ConfigError
+from air.runs import RunSpec, execute, publish
+from air.viz import figure
 from experiments.cli import (Parser, UsageError, add_config_flags, config_from_args, int_list, plural, preset_help,
                              run)
 
@@ -27,7 +30,6 @@ MODELS = {"recurrent": "AIR", "residual": "DAIR"}
 
 def plan(args, config, given):
     """The RunSpecs: experiment x inference x seed, every run with max_digits = max_steps = 3."""
-    from experiments.sweep import RunSpec
     if config.count_prior == "independent" and len(config.pres_prior) != 3:
         raise UsageError("--pres-prior: needs three probabilities for T = 3 steps")
     out = Path(args.out)
@@ -41,7 +43,6 @@ def plan(args, config, given):
                 name = f"{experiment}-{inference}-seed{seed}"
                 runs.append(RunSpec(name, args.preset, seed, tuple(sorted(overrides.items())), str(out / name),
                                     os.environ.get("AIR_MNIST_DIR")))
-    from air.config import ConfigError
     try:
         for r in runs:
             r.config()
@@ -97,7 +98,6 @@ def write_table(out, table):
 
 
 def plot(out, table):
-    from air.viz import figure
     fig = figure(9, 3.4)
     axes = fig.subplots(1, len(EXPERIMENTS), sharey=True)
     for ax, experiment in zip(np.atleast_1d(axes), EXPERIMENTS):
@@ -140,7 +140,6 @@ def main(argv=None):
     config, given = config_from_args(args)
     runs = plan(args, config, given)
 
-    from experiments.sweep import execute
     print(f"generalisation: {plural(len(runs), 'run')} of preset {args.preset} into {args.out}", flush=True)
     for i, row in enumerate(execute(runs, "joblib", args.jobs), 1):
         acc = row["test_count_acc"]
@@ -154,7 +153,6 @@ def main(argv=None):
     print(write_table(args.out, table), flush=True)
     print(f"figure: {plot(args.out, table)}", flush=True)
     if args.publish:
-        from experiments.sweep import publish
         files = ("generalisation.csv", "generalisation.md", "generalisation.png")
         print(f"published: {plural(publish(args.out, args.publish, files), 'file')} in {args.publish}", flush=True)
     return 0

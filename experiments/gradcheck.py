@@ -14,12 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
+from air.data import digit_pools, load_mnist, make_scenes
+from air.gradcheck import check_gradients, group_slices, problem, step_size_curve
+from air.viz import figure
 from experiments.cli import Parser, UsageError, add_config_flags, config_from_args, preset_help, run
 
 STEPS = np.logspace(-1, -11, 21)  # step sizes of the curve
 
 
-def main(argv=None):
+def parse_args(argv):
+    """The command line, checked: steps and tolerance positive, at least one scene, no negative counts."""
     parser = Parser(prog="python -m experiments.gradcheck", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="seed", help=preset_help("named configuration to check", "seed"))
     parser.add_argument("--params", default=None,
@@ -43,10 +47,12 @@ def main(argv=None):
         if getattr(args, name) < (1 if name == "batch" else 0):
             raise UsageError(f"--{name}: must be {'positive' if name == 'batch' else 'zero or more'}, "
                              f"got {getattr(args, name)}")
-    config, _ = config_from_args(args)
+    return args
 
-    from air.data import digit_pools, load_mnist, make_scenes
-    from air.gradcheck import check_gradients, group_slices, problem, step_size_curve
+
+def main(argv=None):
+    args = parse_args(argv)
+    config, _ = config_from_args(args)
     rng = np.random.default_rng(args.check_seed)
     pool = digit_pools(load_mnist())["train"]
     images = make_scenes(rng, pool, args.batch, config.canvas_size, config.max_digits, config.digit_size,
@@ -58,24 +64,9 @@ def main(argv=None):
                                  seed=args.check_seed, tol=args.tol)
     except ValueError as e:
         raise UsageError(f"--params: {e}") from None
-
     print(f"preset {args.preset}: {len(theta):,} parameters in float64, batch {args.batch}, eps {args.eps:g}, "
           f"tolerance {args.tol:g}", flush=True)
-    print(f"{'group':<16} {'checks':>6} {'max rel error':>14} {'retried':>8} {'rounding':>9}  result", flush=True)
-    failed = []
-    for group in dict.fromkeys(c.group for c in checks):
-        mine = [c for c in checks if c.group == group]
-        retried = sum(c.step != args.eps for c in mine)
-        rounding = sum(c.within_rounding and c.rel_error > args.tol for c in mine)
-        ok = all(c.passes(args.tol) for c in mine)
-        failed += [] if ok else [group]
-        print(f"{group:<16} {len(mine):>6} {max(c.rel_error for c in mine):>14.2e} {retried:>8} {rounding:>9}  "
-              f"{'pass' if ok else 'FAIL'}", flush=True)
-    for c in checks:
-        if not c.passes(args.tol):
-            print(f"  {c.group} {c.kind} {c.where}: autograd {c.analytic:.10g}, finite difference {c.numeric:.10g} "
-                  f"(best of steps {args.eps:g}, {args.eps / 10:g}, {args.eps / 100:g})", flush=True)
-
+    failed = print_table(checks, args.eps, args.tol)
     if not args.no_plot:
         path = Path(args.plot or f"runs/gradcheck-{args.preset}.png")
         curves = step_size_curve(f, g, theta, layout, STEPS, groups or list(group_slices(layout)), seed=args.check_seed)
@@ -85,8 +76,27 @@ def main(argv=None):
     return 1 if failed else 0
 
 
+def print_table(checks, eps, tol):
+    """Print a row a parameter group (its checks, largest relative error, how many needed a smaller step, how many
+    passed only within rounding, pass or FAIL), then every failing check; returns the groups that failed."""
+    print(f"{'group':<16} {'checks':>6} {'max rel error':>14} {'retried':>8} {'rounding':>9}  result", flush=True)
+    failed = []
+    for group in dict.fromkeys(c.group for c in checks):
+        mine = [c for c in checks if c.group == group]
+        retried = sum(c.step != eps for c in mine)
+        rounding = sum(c.within_rounding and c.rel_error > tol for c in mine)
+        ok = all(c.passes(tol) for c in mine)
+        failed += [] if ok else [group]
+        print(f"{group:<16} {len(mine):>6} {max(c.rel_error for c in mine):>14.2e} {retried:>8} {rounding:>9}  "
+              f"{'pass' if ok else 'FAIL'}", flush=True)
+    for c in checks:
+        if not c.passes(tol):
+            print(f"  {c.group} {c.kind} {c.where}: autograd {c.analytic:.10g}, finite difference {c.numeric:.10g} "
+                  f"(best of steps {eps:g}, {eps / 10:g}, {eps / 100:g})", flush=True)
+    return failed
+
+
 def _plot(path, curves, args):
-    from air.viz import figure
     fig = figure(6, 4)  # no pyplot, so no backend is switched
     ax = fig.subplots()
     for group, errors in curves.items():

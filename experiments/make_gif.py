@@ -7,6 +7,10 @@ goes on. Every Config field is a flag, as for experiments.train.
 import sys
 from pathlib import Path
 
+from air import viz
+from air.runtime import tune_allocator
+from air.schedules import steps_per_epoch
+from air.train import NonFiniteError, snapshot_recorder, train
 from experiments.cli import (Parser, UsageError, add_config_flags, add_run_flags, check_run_folder, claim_run_folder,
                              config_from_args, load_data, plural, run)
 
@@ -34,9 +38,6 @@ def main(argv=None):
     out = Path(args.out or f"runs/{args.preset}-seed{config.seed}-gif")
     check_run_folder(out, args.overwrite)
 
-    from air import viz
-    from air.runtime import tune_allocator
-    from air.train import NonFiniteError, steps_per_epoch, train
     tune_allocator()
     datasets = load_data(config, quiet=args.quiet)
     claim_run_folder(out, args.overwrite)
@@ -44,7 +45,7 @@ def main(argv=None):
     every = args.snapshot_every or max(1, round(total_steps / FRAMES))
     scenes = viz.pick_scenes(datasets.val.counts, SCENES_PER_COUNT)
     images, counts = datasets.val.images[scenes], datasets.val.counts[scenes]
-    on_step, snapshots = viz.snapshot_recorder(config, images, every, total_steps)
+    on_step, snapshots = snapshot_recorder(config, images, every, total_steps)
     try:
         metrics = train(config, datasets, out_dir=out, progress=not args.quiet and sys.stderr.isatty(),
                         on_step=on_step)

@@ -22,8 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.cli import Parser, UsageError, load_data, run
-from experiments.evaluate import add_family_flags, scene_family
+from air.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
+from air.guide import glimpse_posterior, guide
+from air.metrics import box_iou
+from air.model import infer
+from air.objective import elbo_at_means
+from air.schedules import pres_prior, steps_per_epoch
+from air.transformer import box_where
+from experiments.cli import Parser, UsageError, add_family_flags, load_data, run, scene_family
 
 # Bin edges in pixels of a 50-px canvas; on another canvas they scale with its side (bins_for).
 DISTANCE_BINS = (0, 10, 14, 18, 22, 26, 32, 80)  # between the two digit centres (80 is far)
@@ -42,8 +48,6 @@ def bins_for(edges, canvas_size):
 
 def two_digit_table(params, config, scenes):
     """Per two-digit scene: centre distance (px), mean side (px), box IoU of the two digits, inferred count."""
-    from air import infer
-    from air.metrics import box_iou
     two = scenes.counts == 2
     boxes = scenes.boxes[two, :2]
     centres = (boxes[..., :2] + boxes[..., 2:]) / 2
@@ -55,7 +59,6 @@ def two_digit_table(params, config, scenes):
 
 def one_digit_table(params, config, scenes):
     """Per one-digit scene: the digit's side (px) and the inferred count."""
-    from air import infer
     one = scenes.counts == 1
     box = scenes.boxes[one, 0]
     return {"size": box[:, 2] - box[:, 0], "count": infer(params, config, scenes.images[one])["count"]}
@@ -64,36 +67,31 @@ def one_digit_table(params, config, scenes):
 def explanation_gains(params, config, scenes):
     """Per two-digit scene, ELBO gains in nats (see the module docstring): "oracle", two windows on the true digit
     frames over the model's first step alone; "model", the model's first two steps over its first step alone."""
-    from air.generative import negative_log_likelihood, prior_count_probs, reconstruct
-    from air.guide import glimpse_posterior, guide, what_kl_twice
-    from air.schedules import pres_prior, steps_per_epoch
-    from air.transformer import box_where
     if config.object_encoder != "glimpse":
         raise UsageError("--gains needs a run whose z_what comes from the glimpse encoder (object_encoder=glimpse)")
     two = scenes.counts == 2
     images = scenes.images[two].astype(config.dtype)
-    n, size, p = len(images), config.canvas_size, config.window_size
     total = config.n_epochs * steps_per_epoch(config)
-    log_prior = np.log(prior_count_probs(pres_prior(config, total, total)))  # p(n), n = 0..T, at the end
-
-    def elbo(z_what, what_logvar, log_scale, shift, count):
-        gates = (np.arange(z_what.shape[1]) < count).astype(config.dtype)[None].repeat(n, axis=0)
-        recon = reconstruct(params, config, gates, z_what, log_scale, shift)
-        sse = np.sum((recon - images) ** 2, axis=(1, 2))
-        kl = 0.5 * np.sum(what_kl_twice(z_what, what_logvar)[:, :count], axis=(1, 2))
-        return -negative_log_likelihood(sse, config) + log_prior[count] - kl
-
+    prior = pres_prior(config, total, total)  # the count prior at the end of training
     post = guide(params, config, images)
-    mine = (post["what_mean"], post["what_logvar"], post["log_scale"], post["shift"])
-    one, own_two = elbo(*mine, count=1), elbo(*mine, count=2)
-    log_scale, shift = box_where(scenes.boxes[two, :2], size, p)  # windows on the true digit frames (N, 2)
+    one = elbo_at_means(params, config, images, post, 1, prior)
+    own_two = elbo_at_means(params, config, images, post, 2, prior)
+    frames = true_frame_posterior(params, config, images, scenes.boxes[two])
+    oracle = elbo_at_means(params, config, images, frames, 2, prior)
+    return {"oracle": oracle - one, "model": own_two - one}
+
+
+def true_frame_posterior(params, config, images, boxes):
+    """Two windows on the true digit frames, boxes (N, 2, 4), each z_what from the model's own glimpse encoder, as
+    elbo_at_means reads them: what_mean and what_logvar (N, 2, D), log_scale (N, 2) and shift (N, 2, 2)."""
+    n, d = len(images), config.what_dim
+    log_scale, shift = box_where(boxes[:, :2], config.canvas_size, config.window_size)
     log_scale = np.clip(log_scale, *config.log_scale_range).astype(config.dtype)  # as the model's windows are
     shift = shift.astype(config.dtype)
     mean, logvar = glimpse_posterior(params, config, np.repeat(images, 2, axis=0), log_scale.reshape(-1),
                                      shift.reshape(-1, 2))
-    d = config.what_dim
-    oracle = elbo(mean.reshape(n, 2, d), logvar.reshape(n, 2, d), log_scale, shift, count=2)
-    return {"oracle": oracle - one, "model": own_two - one}
+    return {"what_mean": mean.reshape(n, 2, d), "what_logvar": logvar.reshape(n, 2, d), "log_scale": log_scale,
+            "shift": shift}
 
 
 def _bins(table, key, edges):
@@ -121,7 +119,6 @@ def bin_centres(table, key, edges):
 
 def default_out(runs):
     """RUN/merges for one run; several runs need --out, so that one call never overwrites another's files."""
-    from air.checkpoint import CheckpointError, checkpoint_path
     if len(runs) > 1:
         raise UsageError("--out: give a folder when scoring several runs (one run's default is RUN/merges)")
     try:
@@ -130,7 +127,9 @@ def default_out(runs):
         raise UsageError(f"RUN: {e}") from None
 
 
-def main(argv=None):
+def parse_args(argv):
+    """(the command line, a label a run, the output folder); UsageError if the labels do not fit the runs or the
+    folder holds an earlier call's files and --overwrite was not given."""
     parser = Parser(prog="python -m experiments.merges", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their checkpoint.npz)")
     parser.add_argument("--out", default=None,
@@ -144,11 +143,14 @@ def main(argv=None):
     labels = args.label.split(",") if args.label else [Path(r).name for r in args.runs]
     if len(labels) != len(args.runs):
         raise UsageError(f"--label: {len(labels)} names for {len(args.runs)} runs")
-
-    from air.checkpoint import CheckpointError, load_checkpoint
     out = Path(args.out) if args.out else default_out(args.runs)
     if (out / "merges.csv").exists() and not args.overwrite:
         raise UsageError(f"--out: {out} already holds merges.csv; pass --overwrite to replace it, or another --out")
+    return args, labels, out
+
+
+def main(argv=None):
+    args, labels, out = parse_args(argv)
     results, singles, gains, centres = {}, {}, {}, {}
     for label, path in zip(labels, args.runs):
         try:
@@ -157,25 +159,49 @@ def main(argv=None):
             raise UsageError(f"RUN: {e}") from None
         config = scene_family(config, args)
         scenes = load_data(config, quiet=True).test
-        distance_bins, size_bins = (bins_for(e, config.canvas_size) for e in (DISTANCE_BINS, SIZE_BINS))
-        table = two_digit_table(params, config, scenes)
-        results[label] = {"distance": binned(table, "distance", distance_bins), "size": binned(table, "size", size_bins),
-                          "iou": binned(table, "iou", IOU_BINS)}
-        single = one_digit_table(params, config, scenes)
-        singles[label] = binned(single, "size", size_bins, right=1)
-        centres[label] = {"distance": bin_centres(table, "distance", distance_bins),
-                          "size": bin_centres(table, "size", size_bins), "single": bin_centres(single, "size", size_bins)}
-        print(f"{label}: {len(table['count'])} two-digit scenes, counted as two {np.mean(table['count'] == 2):.3f}, "
-              f"merged {np.mean(table['count'] == 1):.3f}, split {np.mean(table['count'] >= 3):.3f}; "
-              f"{len(single['count'])} one-digit scenes, split {np.mean(single['count'] >= 2):.3f}", flush=True)
+        results[label], singles[label], centres[label], table = bin_run(label, params, config, scenes)
         if args.gains:
             gains[label] = {**table, **explanation_gains(params, config, scenes)}
-            merged = table["count"] == 1
-            for key in ("oracle", "model"):
-                g = gains[label][key]
-                print(f"{label}: median ELBO gain of {key} two windows over one, merged scenes "
-                      f"{_median(g[merged])}, counted as two {_median(g[table['count'] == 2])} nats", flush=True)
+            print_gains(label, gains[label])
     out.mkdir(parents=True, exist_ok=True)
+    write_bins(out, results, singles)
+    _plot(results, singles, centres, out / "merges.png")
+    print(f"results: {out / 'merges.csv'}, {out / 'splits.csv'}; figure: {out / 'merges.png'}", flush=True)
+    if gains:
+        write_gains(out / "gains.csv", gains)
+        _plot_gains(gains, out / "gains.png")
+        print(f"gains: {out / 'gains.csv'}; figure: {out / 'gains.png'}", flush=True)
+    return 0
+
+
+def bin_run(label, params, config, scenes):
+    """One run's bins, printed in a line: (the two-digit scenes binned by distance, size and IoU, the one-digit
+    scenes binned by size, the bins' centres, the two-digit table)."""
+    distance_bins, size_bins = (bins_for(e, config.canvas_size) for e in (DISTANCE_BINS, SIZE_BINS))
+    table = two_digit_table(params, config, scenes)
+    result = {"distance": binned(table, "distance", distance_bins), "size": binned(table, "size", size_bins),
+              "iou": binned(table, "iou", IOU_BINS)}
+    single = one_digit_table(params, config, scenes)
+    centres = {"distance": bin_centres(table, "distance", distance_bins),
+               "size": bin_centres(table, "size", size_bins), "single": bin_centres(single, "size", size_bins)}
+    print(f"{label}: {len(table['count'])} two-digit scenes, counted as two {np.mean(table['count'] == 2):.3f}, "
+          f"merged {np.mean(table['count'] == 1):.3f}, split {np.mean(table['count'] >= 3):.3f}; "
+          f"{len(single['count'])} one-digit scenes, split {np.mean(single['count'] >= 2):.3f}", flush=True)
+    return result, binned(single, "size", size_bins, right=1), centres, table
+
+
+def print_gains(label, gains):
+    """The median gains of the oracle's and of the model's two windows, on merged scenes and on scenes counted as
+    two."""
+    merged = gains["count"] == 1
+    for key in ("oracle", "model"):
+        g = gains[key]
+        print(f"{label}: median ELBO gain of {key} two windows over one, merged scenes "
+              f"{_median(g[merged])}, counted as two {_median(g[gains['count'] == 2])} nats", flush=True)
+
+
+def write_bins(out, results, singles):
+    """merges.csv (a row a run and two-digit bin) and splits.csv (a row a run and one-digit bin) in `out`."""
     with open(out / "merges.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["run", "by", "low", "high", "n", "counted_two", "merged", "split"])
@@ -187,18 +213,16 @@ def main(argv=None):
         writer.writerow(["run", "low", "high", "n", "counted_one", "missed", "split"])
         for label, rows in singles.items():
             writer.writerows([label, *row] for row in rows)
-    _plot(results, singles, centres, out / "merges.png")
-    print(f"results: {out / 'merges.csv'}, {out / 'splits.csv'}; figure: {out / 'merges.png'}", flush=True)
-    if gains:
-        with open(out / "gains.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["run", "distance", "size", "count", "oracle_gain", "model_gain"])
-            for label, g in gains.items():
-                writer.writerows([label, f"{g['distance'][i]:.2f}", f"{g['size'][i]:.2f}", int(g["count"][i]),
-                                  f"{g['oracle'][i]:.2f}", f"{g['model'][i]:.2f}"] for i in range(len(g["count"])))
-        _plot_gains(gains, out / "gains.png")
-        print(f"gains: {out / 'gains.csv'}; figure: {out / 'gains.png'}", flush=True)
-    return 0
+
+
+def write_gains(path, gains):
+    """gains.csv: a row a run and two-digit scene, its distance, size, count and both gains."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", "distance", "size", "count", "oracle_gain", "model_gain"])
+        for label, g in gains.items():
+            writer.writerows([label, f"{g['distance'][i]:.2f}", f"{g['size'][i]:.2f}", int(g["count"][i]),
+                              f"{g['oracle'][i]:.2f}", f"{g['model'][i]:.2f}"] for i in range(len(g["count"])))
 
 
 def _median(values):
@@ -208,7 +232,7 @@ def _median(values):
 def _plot(results, singles, centres, path):
     """Three panels, a line a run: each bin's share drawn at the mean value of its scenes; a bin of fewer than FEW
     scenes hollow, with its count beside it."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib adds about 0.8 s to start-up; only drawing needs it
     two = "two-digit scenes counted as two"
     panels = (("distance between the digit centres (px)", two, "distance",
                {k: by["distance"] for k, by in results.items()}),
@@ -237,7 +261,7 @@ def _plot(results, singles, centres, path):
 
 
 def _plot_gains(gains, path):
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib adds about 0.8 s to start-up; only drawing needs it
     fig = Figure(figsize=(4.2 * len(gains), 3.6))
     for i, (label, g) in enumerate(gains.items()):
         ax = fig.add_subplot(1, len(gains), i + 1)

@@ -17,7 +17,6 @@ whose folder holds a complete metrics.json is skipped and one with a checkpoint 
 sweep picks up where it stopped. results.csv gets one row a run (its swept fields, seed, status and
 scores) and sweep.png plots test count accuracy and wall time against each swept field.
 """
-import contextlib
 import csv
 import dataclasses
 import itertools
@@ -25,33 +24,17 @@ import json
 import math
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 import tomllib
 from pathlib import Path
 
 from air.config import Config, ConfigError
+from air.runs import METRICS, RunSpec, complete_metrics, execute, publish
+from air.viz import figure
 from experiments.cli import Parser, UsageError, plural, run
 
-METRICS = ["status", "test_count_acc", "best_val_count_acc", "last_val_count_acc", "test_recon_mse", "test_box_iou",
-           "best_epoch", "n_steps", "wall_s"]
 TOP_LEVEL = {"out", "presets", "seeds", "base", "grid", "runs"}
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-    name: str  # the run's folder name inside the sweep folder
-    preset: str
-    seed: int
-    overrides: tuple  # ((field, value), ...) beyond the preset, base included
-    folder: str
-    data_dir: str = None  # AIR_MNIST_DIR for the worker (the launching shell's, so every backend reads the same digits)
-
-    def config(self):
-        from air.config import preset
-        return dataclasses.replace(preset(self.preset), seed=self.seed, **dict(self.overrides))
 
 
 def read_sweep(path):
@@ -103,7 +86,6 @@ def _list_of(value, kind, path, key):
 
 
 def _check_config(spec, path):
-    from air.config import ConfigError
     try:
         spec.config()
     except ConfigError as e:
@@ -115,36 +97,6 @@ def _check_config(spec, path):
 
 def _show(value):
     return "x".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-
-
-def run_one(spec):
-    """Train (or resume, or skip) one run; returns its results row. Runs in a worker process."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    if spec.data_dir:
-        os.environ["AIR_MNIST_DIR"] = spec.data_dir
-    from air.checkpoint import CheckpointError, read_checkpoint
-    from air.runtime import tune_allocator
-    from air.train import NonFiniteError, build_datasets, train
-    from air.data import load_mnist
-    folder = Path(spec.folder)
-    done = _complete_metrics(folder)
-    if done is not None:
-        return _row(spec, done, skipped=True)
-    config = spec.config()
-    resume = False
-    if (folder / "checkpoint.npz").exists():
-        try:
-            resume = read_checkpoint(folder / "checkpoint.npz")["config"] == config
-        except CheckpointError as error:
-            # Training afresh would overwrite the damaged checkpoint: leave it for the user to look at or move.
-            return _row(spec, {"status": f"failed: {error}; move it away to train this run afresh"}, skipped=False)
-    tune_allocator()
-    datasets = build_datasets(config, load_mnist())
-    try:
-        metrics = train(config, datasets, out_dir=folder, resume=resume)
-    except NonFiniteError as error:
-        return _row(spec, {"status": f"failed: {error}"}, skipped=False)
-    return _row(spec, metrics, skipped=False)
 
 
 def _config_clash(spec):
@@ -161,71 +113,6 @@ def _config_clash(spec):
         if held[name] != value:
             return f"{spec.folder}: {name} is {held[name]!r} there, {value!r} here"
     return None
-
-
-def _complete_metrics(folder):
-    try:
-        metrics = json.loads((folder / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return metrics if metrics.get("status") == "complete" else None
-
-
-def _row(spec, metrics, skipped):
-    row = {"run": spec.name, "preset": spec.preset, "seed": spec.seed, **dict(spec.overrides)}
-    row.update({key: metrics.get(key, "") for key in METRICS})
-    row["skipped"] = skipped
-    return row
-
-
-def execute(runs, backend="joblib", jobs=2, scheduler=None, address=None, report=print):
-    """Run every RunSpec on the backend; yields result rows as runs finish (in completion order)."""
-    if backend == "joblib":
-        from joblib import Parallel, delayed
-        yield from Parallel(n_jobs=jobs, return_as="generator_unordered")(delayed(run_one)(r) for r in runs)
-    elif backend == "dask":
-        try:
-            from dask.distributed import Client, as_completed
-        except ImportError:
-            raise UsageError("--backend dask: needs dask.distributed (pip install 'dask[distributed]')") from None
-        with contextlib.ExitStack() as stack:
-            if scheduler is None:  # a local cluster: its scratch space is removed with it, not left in /tmp
-                import dask
-                scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="air-dask-"))
-                stack.enter_context(dask.config.set({"temporary-directory": scratch}))
-                client = stack.enter_context(Client())
-            else:
-                client = stack.enter_context(Client(scheduler))
-            report(f"dask scheduler {client.scheduler.address}")
-            futures = client.map(run_one, runs, pure=False)
-            for future in as_completed(futures):
-                yield future.result()
-    elif backend == "ray":
-        if address is None:
-            # A Ray of this machine for this sweep only. Ray would give it the machine's network address (found by
-            # routing towards a public one); its single-machine mode, the one it uses on Windows and macOS, keeps
-            # it on loopback instead. It takes effect where ray is first imported, as here in a script.
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report unless the user asks for one
-        try:
-            import ray
-        except ImportError:
-            raise UsageError("--backend ray: needs ray (pip install 'air-multimnist[ray]')") from None
-        if address is None:
-            ray.init(include_dashboard=False, ignore_reinit_error=True)
-        else:
-            ray.init(address=address, ignore_reinit_error=True)
-        pending = [ray.remote(run_one).remote(r) for r in runs]
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            try:
-                row = ray.get(ready[0])
-            except ray.exceptions.RayTaskError as error:
-                # The worker's own exception (a DataError, say) rather than Ray's wrapper and its traceback text.
-                raise (error.cause if isinstance(error.cause, Exception) else error) from None
-            yield row
-    else:
-        raise UsageError(f"--backend: must be joblib, dask or ray; got {backend!r}")
 
 
 def write_results(out, rows, swept):
@@ -250,7 +137,6 @@ def plot_results(out, rows, swept):
     ok = [r for r in rows if r["status"] == "complete"]
     if not factors or not ok:
         return None
-    from air.viz import figure
     fig = figure(3.2 * len(factors), 5.2)  # no pyplot: a notebook's backend is left alone
     axes = fig.subplots(2, len(factors), squeeze=False)
     for j, factor in enumerate(factors):
@@ -271,56 +157,6 @@ def plot_results(out, rows, swept):
     path = Path(out) / "sweep.png"
     fig.savefig(path, dpi=100)
     return path
-
-
-RUN_FILES = ("config.json", "metrics.json")  # a run's small files: what a published result keeps of it
-
-
-def publish(out, target, files=("results.csv", "sweep.png")):
-    """Copy a finished sweep's small files into `target` (a folder to commit, e.g. docs/results/NAME): `files` of
-    the sweep folder, and each run's config.json and metrics.json; never a checkpoint. Returns the file count.
-
-    Two sweeps may publish into one folder (presets_5seeds.toml and paper_reinforce_5seeds.toml both do): a
-    results.csv already in `target` keeps its rows of runs this sweep does not have, so each sweep replaces
-    only its own rows."""
-    out, target = Path(out), Path(target)
-    copied = 0
-    for name in files:
-        if (out / name).is_file():
-            target.mkdir(parents=True, exist_ok=True)
-            if name == "results.csv" and (target / name).is_file():
-                _merge_results(out / name, target / name)
-            else:
-                shutil.copyfile(out / name, target / name)
-            copied += 1
-    for folder in sorted(p for p in out.iterdir() if (p / "metrics.json").is_file()):
-        (target / folder.name).mkdir(parents=True, exist_ok=True)
-        for name in RUN_FILES:
-            if (folder / name).is_file():
-                shutil.copyfile(folder / name, target / folder.name / name)
-                copied += 1
-    return copied
-
-
-def _merge_results(new, old):
-    """Write the rows of results.csv `new` over results.csv `old`, keeping old's rows of runs `new` lacks; the
-    columns are new's, then any only old has. With no row to keep, old becomes a byte-for-byte copy of new."""
-    with open(new, newline="") as f:
-        reader = csv.DictReader(f)
-        fields, rows = list(reader.fieldnames), list(reader)
-    with open(old, newline="") as f:
-        reader = csv.DictReader(f)
-        old_fields, old_rows = list(reader.fieldnames or []), list(reader)
-    runs = {row["run"] for row in rows}
-    kept = [row for row in old_rows if row.get("run") not in runs]
-    if not kept:
-        shutil.copyfile(new, old)
-        return
-    fields += [field for field in old_fields if field not in fields]
-    with open(old, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(sorted(rows + kept, key=lambda row: row["run"]))
 
 
 def main(argv=None):
@@ -351,7 +187,7 @@ def main(argv=None):
                          f"another configuration (the preset or the sweep "
                          f"changed?); move them away or pick another --out, so no result is mixed up or "
                          f"overwritten: {'; '.join(stale[:3])}" + (" ..." if len(stale) > 3 else ""))
-    todo = sum(_complete_metrics(Path(r.folder)) is None for r in runs)
+    todo = sum(complete_metrics(Path(r.folder)) is None for r in runs)
     print(f"sweep {args.sweep}: {plural(len(runs), 'run')} ({len(runs) - todo} already complete) on {args.backend}; "
           f"folder {out}", flush=True)
     if args.dry_run:

@@ -3,10 +3,18 @@
 Every Config field is a flag (python -m experiments.train --help lists them); --preset picks the defaults.
 """
 import contextlib
+import json
 import signal
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
+from air import viz
+from air.checkpoint import CheckpointError, read_checkpoint
+from air.config import Config, ConfigError
+from air.runtime import tune_allocator
+from air.train import NonFiniteError, train
 from experiments.cli import (Parser, UsageError, add_config_flags, add_run_flags, check_run_folder, claim_run_folder,
                              config_from_args, load_data, plural, run, unstarted_run)
 
@@ -43,8 +51,6 @@ def main(argv=None):
         if unstarted_run(out) and not args.quiet:
             print(f"{out}: the run there finished no epoch; starting over", flush=True)
 
-    from air.runtime import tune_allocator
-    from air.train import NonFiniteError, train
     tune_allocator()
     datasets = load_data(config, quiet=args.quiet)
     if not resume:
@@ -68,7 +74,6 @@ def main(argv=None):
         return 130
     _print_summary(metrics, out)
     if not args.no_figures:
-        from air import viz
         paths = viz.write_figures(out, datasets=datasets)
         if not args.quiet:
             print(f"figures: {', '.join(str(p) for p in paths)}", flush=True)
@@ -100,7 +105,6 @@ def stop_between_steps():
 
 
 def _checkpoint(checkpoint):
-    from air.checkpoint import CheckpointError, read_checkpoint
     try:
         return read_checkpoint(checkpoint)
     except CheckpointError as e:
@@ -109,7 +113,6 @@ def _checkpoint(checkpoint):
 
 def _already_finished(out, saved):
     """--resume on a run that finished every epoch: say so, print its stored results, train nothing."""
-    import json
     print(f"{out}: the run finished all its {saved['epoch'] + 1} epochs; nothing to resume", flush=True)
     try:
         metrics = json.loads((out / "metrics.json").read_text())
@@ -122,8 +125,6 @@ def _already_finished(out, saved):
 
 def _started_config(out):
     """The config.json of a run that finished no epoch."""
-    import json
-    from air.config import Config, ConfigError
     path = out / "config.json"
     try:
         return Config.from_dict(json.loads(path.read_text()))
@@ -145,7 +146,6 @@ def _print_epoch(record, above_a_bar):
             f"kl_what {record['kl_what']:6.2f}  kl_pres {record['kl_pres']:5.3f}  "
             f"val count acc {record['val_count_acc']:.3f}  val mse {record['val_recon_mse']:.4f}")
     if above_a_bar:  # the progress bar on stderr is cleared and redrawn below the line
-        from tqdm import tqdm
         tqdm.write(line, file=sys.stdout)
         sys.stdout.flush()
     else:

@@ -9,7 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.cli import Parser, UsageError, load_data, run
+from air.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
+from air.viz import save_figures, write_figures
+from experiments.cli import Parser, UsageError, load_data, load_model, run
 
 
 def main(argv=None):
@@ -25,7 +27,6 @@ def main(argv=None):
     if args.out is not None:
         raise UsageError("--out: a run's figures always go to RUN/figures/; --out is for --pretrained")
 
-    from air.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
     try:
         folder = checkpoint_path(args.run).parent
         _, config = load_checkpoint(folder)
@@ -33,7 +34,6 @@ def main(argv=None):
         raise UsageError(f"RUN: {e}") from None
     datasets = load_data(config, quiet=args.quiet)
     start = time.perf_counter()
-    from air.viz import write_figures
     written = write_figures(folder, datasets=datasets)
     if not args.quiet:
         for path in written:
@@ -43,8 +43,6 @@ def main(argv=None):
 
 
 def _pretrained(args):
-    from air.viz import save_figures
-    from experiments.evaluate import load_model
     params, config = load_model(args)
     folder = Path(args.out or f"runs/pretrained-{args.pretrained}/figures")
     datasets = load_data(config, quiet=args.quiet)

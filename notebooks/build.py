@@ -298,21 +298,21 @@ not have: it is the ceiling of the other two, each of which needs two digits rig
     new_code_cell(SETUP),
     new_markdown_cell("""## Features from a frozen AIR
 
-`air_features` runs `air.infer` and lays out, per scene: the inferred count (one-hot), then one slot per step
-holding a presence flag, `z_where` (log s, tx, ty) and the posterior mean of `z_what` (50 numbers). Present
-steps are sorted left to right by tx and absent ones come last, zeroed, so slot 0 is always the leftmost
+`air.readouts.air_features` runs `air.infer` and lays out, per scene: the inferred count (one-hot), then one
+slot per step holding a presence flag, `z_where` (log s, tx, ty) and the posterior mean of `z_what` (50 numbers).
+Present steps are sorted left to right by tx and absent ones come last, zeroed, so slot 0 is always the leftmost
 object."""),
-    new_code_cell('''from air.data import digit_pools, load_mnist
+    new_code_cell('''from air import readouts
+from air.data import digit_pools, load_mnist
 from air.viz import attention_figure
-from experiments import downstream
 params, config = air.pretrained("paper")
 pools = digit_pools(load_mnist())
 n_labelled = 100 if TINY else 1000
-train = downstream.task_scenes("sum", config, pools["train"], n_labelled, np.random.default_rng(0))
-test = downstream.task_scenes("sum", config, pools["test"], 500, np.random.default_rng(1))
-(y_train, n_classes), (y_test, _) = downstream.task_targets("sum", train), downstream.task_targets("sum", test)
-x_train = downstream.air_features(params, config, train.images)
-x_test = downstream.air_features(params, config, test.images)
+train = readouts.task_scenes("sum", config, pools["train"], n_labelled, np.random.default_rng(0))
+test = readouts.task_scenes("sum", config, pools["test"], 500, np.random.default_rng(1))
+(y_train, n_classes), (y_test, _) = readouts.task_targets("sum", train), readouts.task_targets("sum", test)
+x_train = readouts.air_features(params, config, train.images)
+x_test = readouts.air_features(params, config, test.images)
 print(f"{len(x_train)} labelled scenes, {x_train.shape[1]} features each; {len(x_test)} test scenes")
 slots = x_test[:, config.max_steps + 1:].reshape(len(x_test), config.max_steps, -1)
 i = int(np.flatnonzero(test.counts == 2)[0])
@@ -327,14 +327,14 @@ The object readout is one small MLP (128 hidden units) that maps a slot's `z_whe
 distribution over the ten digits, shared by every slot; the scene's sum distribution is the convolution of
 its present slots' distributions (an absent slot adds 0). It never sees a digit label, only the sums. Beside
 it, the same-size MLP on the raw pixels, trained the same way (20 passes, Adam)."""),
-    new_code_cell('''steps = downstream.n_steps(n_labelled, 20, 2000)
-objects = downstream.fit("objects", "sum", x_train, y_train, n_classes, 0, steps, config.max_steps)
+    new_code_cell('''steps = readouts.n_steps(n_labelled, 20, 2000)
+objects = readouts.fit("objects", "sum", x_train, y_train, n_classes, 0, steps, config.max_steps)
 flat = lambda images: images.reshape(len(images), -1)
-pixels = downstream.fit("mlp", "sum", flat(train.images), y_train, n_classes, 0, steps, config.max_steps)
+pixels = readouts.fit("mlp", "sum", flat(train.images), y_train, n_classes, 0, steps, config.max_steps)
 print(f"sum of the digits, {n_labelled} labelled scenes, {steps} steps: "
-      f"AIR objects {downstream.accuracy(objects, x_test, y_test):.3f}, "
-      f"pixels {downstream.accuracy(pixels, flat(test.images), y_test):.3f} on {len(y_test)} test scenes")
-predicted = np.argmax(downstream.scores(objects[0], x_test[:8], "objects", "sum", config.max_steps), axis=1)
+      f"AIR objects {readouts.accuracy(objects, x_test, y_test):.3f}, "
+      f"pixels {readouts.accuracy(pixels, flat(test.images), y_test):.3f} on {len(y_test)} test scenes")
+predicted = np.argmax(readouts.scores(objects[0], x_test[:8], "objects", "sum", config.max_steps), axis=1)
 fig, axes = plt.subplots(1, 8, figsize=(12, 1.9))
 for ax, image, truth, guess in zip(axes, test.images, y_test, predicted):
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
@@ -347,7 +347,8 @@ fig.tight_layout()'''),
 100, 1,000 and 10,000 labelled scenes, three seeds each (a fresh labelled draw per seed), and scores it on
 2,000 test scenes of MNIST test digits. Its `downstream.csv` is committed; the cell below reads it (or the
 file `AIR_DOWNSTREAM_RESULTS` names, relative to the repository root)."""),
-    new_code_cell('''source = os.environ.get("AIR_DOWNSTREAM_RESULTS", "''' + DOWNSTREAM_RESULTS + '''")
+    new_code_cell('''from experiments import downstream
+source = os.environ.get("AIR_DOWNSTREAM_RESULTS", "''' + DOWNSTREAM_RESULTS + '''")
 rows = downstream.read_rows(ROOT / source)
 for (task, readout, budget), (mean, sd, n) in downstream.summary(rows).items():
     print(f"{task:5s}  {downstream.LABELS[readout]:30s}  {budget:6d} labelled  {mean:.3f} +- {sd:.3f}  ({n} seeds)")

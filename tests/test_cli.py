@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import air
+import tests
 from air import data
 from air import train as air_train
 from air.data import MNIST_FILES
@@ -442,6 +443,16 @@ def test_benchmark_times_make_scenes(capsys):
     assert lines[0] == "make_scenes, 3,000 scenes of 32 x 32 with 0-2 digits, median of 3:"
     rules = [re.fullmatch(r"  overlap (\w+): [0-9.]+ ms", line).group(1) for line in lines[1:]]
     assert rules == ["allowed", "rejected"]
+
+
+def test_benchmark_times_the_autograd_and_the_hand_derived_step(capsys, monkeypatch):
+    times = benchmark.step_times(air.preset("seed"), 4, repeats=1, warmup=0)
+    assert set(times) == {"autograd", "hand"} and min(times.values()) > 0
+    # Where the repository's tests/ is absent (an installed package), the hand step is refused in one line.
+    monkeypatch.delattr(tests, "hand_gradient", raising=False)
+    monkeypatch.setitem(sys.modules, "tests.hand_gradient", None)
+    assert cli.run(benchmark.main, ["--skip-runs", "--repeats", "2"]) == 2
+    assert "needs the repository's tests/ folder" in capsys.readouterr().err
 
 
 def test_merges_bins_the_two_digit_scenes(tmp_path, mnist_dir, monkeypatch, capsys):

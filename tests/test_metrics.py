@@ -1,7 +1,11 @@
-"""air.metrics: box IoU and the matched box score against values worked out by hand."""
+"""air.metrics: box IoU, the matched box score and a family's scores against values worked out by hand."""
+import dataclasses
+
 import numpy as np
 import pytest
 
+import air
+from air import metrics
 from air.metrics import box_iou, matched_box_iou
 
 SQUARE = [0.0, 0.0, 2.0, 2.0]  # x0, y0, x1, y1: a 2x2 box, area 4
@@ -45,3 +49,18 @@ def test_matched_box_iou_takes_the_best_matching_over_correctly_counted_scenes()
     score = matched_box_iou(steps, np.array([2, 2, 0]), truth, np.array([2, 1, 0]))
     assert score == pytest.approx((1.0 + 1 / 7) / 2, rel=1e-12)
     assert np.isnan(matched_box_iou(steps, np.array([1, 2, 1]), truth, np.array([2, 1, 0])))
+
+
+def test_family_scores_read_merges_and_splits_off_the_two_digit_row(monkeypatch):
+    """Two-digit scenes counted as one are merged, as three or more split; each a share of the two-digit row."""
+    confusion = [[5, 0, 0, 0], [0, 8, 2, 0], [0, 3, 6, 1]]
+    scores = {"confusion": confusion, "count_acc": 19 / 25, "per_class_acc": [1.0, 0.8, 0.6], "box_iou": 0.7}
+    monkeypatch.setattr(metrics, "evaluate", lambda params, config, scenes: scores)
+    row = metrics.family_scores(None, dataclasses.replace(air.preset("seed"), digit_size=(12, 16)), [None] * 25)
+    assert row == {"digit_size": "12-16", "n_test": 25, "count_acc": 19 / 25,
+                   "stderr": pytest.approx(np.sqrt(19 / 25 * 6 / 25 / 25), rel=1e-12), "acc_0": 1.0, "acc_1": 0.8,
+                   "acc_2": 0.6, "merged_two": 0.3, "split_two": 0.1, "box_iou": 0.7}
+    one_digit = {**scores, "confusion": [[5, 0], [1, 8]], "per_class_acc": [1.0, 8 / 9]}
+    monkeypatch.setattr(metrics, "evaluate", lambda params, config, scenes: one_digit)
+    row = metrics.family_scores(None, air.preset("seed"), [None] * 14)
+    assert np.isnan(row["acc_2"]) and np.isnan(row["merged_two"]) and np.isnan(row["split_two"])

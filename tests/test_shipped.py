@@ -7,8 +7,10 @@ import pytest
 
 import air
 from air import shipped
+from air.metrics import family_scores
 from air.tree import leaves
-from experiments import cli, export, train
+from experiments import cli, evaluate, export, train, visualize
+from experiments.cli import load_data
 from tests.test_cli import TINY_FLAGS
 
 
@@ -100,10 +102,8 @@ def test_export_writes_a_model_and_its_card(tiny_run, models, capsys):
     assert card["test"]["own"]["n_test"] == card["test"]["pyro_scale"]["n_test"] == 60
     assert card["test"]["pyro_scale"]["digit_size"] == "12-16"
     # The card's figures are the shipped (float32) parameters' scores, re-measurable from the file alone.
-    from experiments.cli import load_data
-    from experiments.compare import score
     family = dataclasses.replace(config, n_test=60, digit_size=(12, 16))
-    assert score(params, family, load_data(family, quiet=True).test)["count_acc"] == pytest.approx(
+    assert family_scores(params, family, load_data(family, quiet=True).test)["count_acc"] == pytest.approx(
         card["test"]["pyro_scale"]["count_acc"])
     markdown = (models / "tiny.md").read_text()
     assert card["command"] in markdown and "| pyro_scale | 12-16 px on 32 | 60 |" in markdown
@@ -123,7 +123,6 @@ def test_export_refuses_bad_input(tiny_run, models, capsys):
 
 
 def test_evaluate_and_visualize_take_a_shipped_model(tiny_run, models, tmp_path, capsys):
-    from experiments import evaluate, visualize
     assert cli.run(export.main, [str(tiny_run), "--name", "tiny", "--n-test", "40"]) == 0
     capsys.readouterr()
     assert cli.run(evaluate.main, ["--pretrained", "tiny", "--json", "--n-test", "40"]) == 0
@@ -154,8 +153,6 @@ def test_evaluate_and_visualize_take_a_shipped_model(tiny_run, models, tmp_path,
 def test_each_shipped_model_is_its_preset_and_scores_as_its_card_says(name):
     """The shipped file loads, holds its preset as it ships now, and re-scores on 400 fresh test scenes a family
     within four standard errors of its card (5,000 scenes a family at export)."""
-    from experiments.cli import load_data
-    from experiments.compare import score
     assert name in shipped.names()
     params, config = air.pretrained(name)
     card = shipped.card(name)
@@ -164,14 +161,13 @@ def test_each_shipped_model_is_its_preset_and_scores_as_its_card_says(name):
     n = 400
     for family, changes in (("own", {}), ("pyro_scale", {"digit_size": export.PYRO_SCALE})):
         scenes = dataclasses.replace(config, n_test=n, eval_seed=config.eval_seed + 1, **changes)
-        acc = score(params, scenes, load_data(scenes, quiet=True).test)["count_acc"]
+        acc = family_scores(params, scenes, load_data(scenes, quiet=True).test)["count_acc"]
         expected = card["test"][family]["count_acc"]
         assert abs(acc - expected) <= 4 * np.sqrt(expected * (1 - expected) / n) + 1 / n, (family, acc, expected)
 
 
 def test_the_commands_take_the_shipped_paper_model(tmp_path, capsys):
     """As a fresh install runs them: evaluate and visualize --pretrained paper, no run folder anywhere."""
-    from experiments import evaluate, visualize
     assert cli.run(evaluate.main, ["--pretrained", "paper", "--json", "--n-test", "60"]) == 0
     assert json.loads(capsys.readouterr().out)["count_acc"] > 0.9
     out = tmp_path / "figures"

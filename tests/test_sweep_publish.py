@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from air.config import Config
+from air.runs import publish
 from experiments import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +47,9 @@ def test_a_second_sweep_publishing_into_a_folder_keeps_the_first_ones_rows(tmp_p
                        ["run", "preset", "seed", "test_count_acc", "pres_estimator"])
     target = tmp_path / "docs" / "results" / "shared"
 
-    sweep.publish(best, target)
+    publish(best, target)
     assert (target / "results.csv").read_bytes() == (best / "results.csv").read_bytes()  # a fresh folder: a copy
-    sweep.publish(paper, target)
+    publish(paper, target)
     fields, rows = read_rows(target / "results.csv")
     assert fields == ["run", "preset", "seed", "test_count_acc", "pres_estimator"]
     assert [(r["run"], r["test_count_acc"], r["pres_estimator"]) for r in rows] == [
@@ -57,15 +58,15 @@ def test_a_second_sweep_publishing_into_a_folder_keeps_the_first_ones_rows(tmp_p
 
     # Publishing the first sweep again, with a changed score, replaces its own rows and keeps the other's.
     (best / "results.csv").write_text((best / "results.csv").read_text().replace("0.91", "0.92"))
-    sweep.publish(best, target)
+    publish(best, target)
     fields, rows = read_rows(target / "results.csv")
     assert fields == ["run", "preset", "seed", "test_count_acc", "pres_estimator"]
     assert [(r["run"], r["test_count_acc"]) for r in rows] == [
         ("best-seed0", "0.9"), ("best-seed1", "0.92"), ("paper-seed0", "0.98")]
 
     # A sweep that holds every run already published leaves a byte-for-byte copy of its own results.csv.
-    sweep.publish(paper, tmp_path / "alone")
-    sweep.publish(paper, tmp_path / "alone")
+    publish(paper, tmp_path / "alone")
+    publish(paper, tmp_path / "alone")
     assert (tmp_path / "alone" / "results.csv").read_bytes() == (paper / "results.csv").read_bytes()
 
 

@@ -288,7 +288,7 @@ def test_gif_frames_draw_each_snapshots_boxes(tiny_run, tmp_path):
     picked = viz.pick_scenes(datasets.val.counts, 2)
     images, counts = datasets.val.images[picked], datasets.val.counts[picked]
     total = 12
-    on_step, snapshots = viz.snapshot_recorder(config, images, 6, total)
+    on_step, snapshots = air_train.snapshot_recorder(config, images, 6, total)
     for step in range(1, total + 1):
         on_step(step, lambda: params)
     assert [s["step"] for s in snapshots] == [6, 12]
