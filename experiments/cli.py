@@ -55,11 +55,10 @@ class Parser(argparse.ArgumentParser):
     def _compact_usage(self):
         """With Config flags, the usage line lists the script's own flags and stands for the rest (over a hundred
         lines otherwise); --help lists them below, grouped by the Config's sections."""
-        fields = {f.name for f in dataclasses.fields(Config)}
-        if self.usage is not None or not any(a.dest in fields for a in self._actions):
+        if self.usage is not None or not any(getattr(a, "config_field", False) for a in self._actions):
             return
         formatter = self._get_formatter()
-        formatter.add_usage(None, [a for a in self._actions if a.dest not in fields], [])
+        formatter.add_usage(None, [a for a in self._actions if not getattr(a, "config_field", False)], [])
         text = formatter.format_help().strip().removeprefix("usage: ")
         self.usage = text.replace("%", "%%") + " [--CONFIG-FIELD VALUE ...]"
 
@@ -167,9 +166,10 @@ def _add_config_flag(group, field):
     if field.name in CHOICES:
         comment += f" [{' | '.join(CHOICES[field.name])}]"
     kwargs = {"choices": CHOICES[field.name]} if field.name in CHOICES else {}
-    group.add_argument(flag, dest=field.name, type=_parse_value(field), default=argparse.SUPPRESS,
-                       metavar=field.name.upper(), help=f"{comment} (seed preset: {flag_text(field.default)})",
-                       **kwargs)
+    action = group.add_argument(flag, dest=field.name, type=_parse_value(field), default=argparse.SUPPRESS,
+                                metavar=field.name.upper(), help=f"{comment} (seed preset: {flag_text(field.default)})",
+                                **kwargs)
+    action.config_field = True  # so the usage line can stand for these and keep a script's own flags of one name
 
 
 def config_from_args(args):

@@ -190,6 +190,13 @@ def test_help_lists_every_seed_flag():
     assert "--CONFIG-FIELD VALUE" in usage and "--what-dim" not in usage  # the usage line stays short
 
 
+def test_a_scripts_own_flag_named_like_a_config_field_stays_in_its_usage_line():
+    text = subprocess.run([sys.executable, "-m", "experiments.downstream", "--help"], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    usage = text.split("\n\n")[0]
+    assert "--max-steps" in usage and "--n-test" in usage and "--CONFIG-FIELD" not in usage
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     commands = re.findall(r"```(?:bash|sh)\n(.*?)```", readme, re.S)
