@@ -1,8 +1,10 @@
 """Score a trained run on held-out test scenes: python -m experiments.evaluate RUN (or --pretrained NAME)
 
 Prints count accuracy with its binomial standard error and the number of scenes, per-count accuracy, the
-confusion matrix, reconstruction MSE and the IoU of the attention windows with the ground-truth digit boxes;
---json prints the same as JSON. A run is scored on its own n_test scenes (1,000 for the presets), a shipped model on
+confusion matrix, reconstruction MSE and the IoU of the attention windows with the ground-truth digit boxes, and,
+for a model whose objective is an ELBO, the test ELBO and the importance-weighted bound on log p(x) with
+--evidence-k samples (air.evidence), in nats per scene with their standard errors; --json prints the same as
+JSON. A run is scored on its own n_test scenes (1,000 for the presets), a shipped model on
 as many as its card quotes (5,000); --n-test chooses another number.
 
 The scenes are the run's own held-out family unless told otherwise: --digit-size, --overlap, --max-digits and
@@ -12,9 +14,10 @@ The scenes are the run's own held-out family unless told otherwise: --digit-size
 import json
 import sys
 
+from air.marginal import NotALikelihood, evidence
 from air.metrics import evaluate
 from air.shipped import card
-from experiments.cli import Parser, add_family_flags, load_data, load_model, run, scene_family
+from experiments.cli import Parser, UsageError, add_family_flags, load_data, load_model, run, scene_family
 
 
 def main(argv=None):
@@ -25,8 +28,12 @@ def main(argv=None):
     parser.add_argument("--split", choices=["test", "val"], default="test", help="scenes to score (default: test)")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.add_argument("--quiet", action="store_true", help="do not print the data source")
+    parser.add_argument("--evidence-k", type=int, default=100, metavar="K",
+                        help="importance samples for the bound on log p(x) (default 100; 0 skips it)")
     add_family_flags(parser)
     args = parser.parse_args(argv)
+    if args.evidence_k < 0:
+        raise UsageError(f"--evidence-k: expected 0 or more samples, got {args.evidence_k}")
 
     params, config = load_model(args)
     if args.pretrained and args.n_test is None and args.split == "test" and _own_family(args):
@@ -36,6 +43,8 @@ def main(argv=None):
     scenes = getattr(datasets, args.split)
     scores = evaluate(params, config, scenes)
     scores.update(n_scenes=len(scenes), count_acc_stderr=stderr(scores["count_acc"], len(scenes)))
+    if args.evidence_k:
+        scores.update(evidence_scores(params, config, scenes.images, args.evidence_k))
     if args.json:
         print(json.dumps(scores, indent=2))
         return 0
@@ -48,7 +57,26 @@ def main(argv=None):
     print("confusion (rows: true count, columns: inferred count)")
     for i, row in enumerate(scores["confusion"]):
         print(f"  {i}: " + " ".join(f"{v:5d}" for v in row))
+    if "no_evidence" in scores:
+        print(f"log p(x)         none: {scores['no_evidence']}")
+    elif "log_px" in scores:
+        k = scores["evidence_k"]
+        print(f"test ELBO        {scores['elbo']:.2f} +- {scores['elbo_stderr']:.2f} nats per scene")
+        print(f"log p(x) >=      {scores['log_px']:.2f} +- {scores['log_px_stderr']:.2f} nats per scene "
+              f"(importance-weighted, k = {k}; comparable only between models of one likelihood)")
     return 0
+
+
+def evidence_scores(params, config, images, k):
+    """The ELBO and the k-sample bound on log p(x), means over the scenes with their standard errors, or the one
+    line saying why this model has none (its objective is not an ELBO)."""
+    try:
+        out = evidence(params, config, images, k=k)
+    except NotALikelihood as error:
+        return {"no_evidence": str(error)}
+    n = len(images)
+    return {"evidence_k": k, "elbo": float(out["elbo"].mean()), "elbo_stderr": float(out["elbo"].std(ddof=1) / n ** 0.5),
+            "log_px": float(out["log_px"].mean()), "log_px_stderr": float(out["log_px"].std(ddof=1) / n ** 0.5)}
 
 
 def stderr(accuracy, n):

@@ -165,6 +165,24 @@ def test_train_then_evaluate_end_to_end(tmp_path, mnist_dir):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--digit-size" in bad.stderr
 
 
+def test_evaluate_reports_the_evidence_of_a_true_elbo_and_says_why_not_otherwise(capsys, tmp_path, mnist_dir,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    elbo_flags = ["--likelihood", "gaussian", "--kl-what-weight", "1", "--kl-pres-weight", "1"]
+    for name, flags in (("gaussian", elbo_flags), ("sse", [])):
+        assert cli.run(train.main, TINY_FLAGS + flags + ["--out", str(tmp_path / name), "--quiet", "--no-figures"]) == 0
+    capsys.readouterr()
+    assert cli.run(evaluate.main, [str(tmp_path / "gaussian"), "--json", "--evidence-k", "20"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["evidence_k"] == 20 and scores["log_px"] >= scores["elbo"] and scores["log_px_stderr"] > 0
+    assert cli.run(evaluate.main, [str(tmp_path / "gaussian"), "--evidence-k", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert f"test ELBO        {scores['elbo']:.2f} +- " in printed and "log p(x) >=" in printed
+    assert cli.run(evaluate.main, [str(tmp_path / "sse")]) == 0
+    assert "log p(x)         none: likelihood='sse' is a squared error" in capsys.readouterr().out
+    assert cli.run(evaluate.main, [str(tmp_path / "sse"), "--evidence-k", "-1"]) == 2
+
+
 def test_the_data_line_names_the_shipped_copy(capsys, tiny_config):
     datasets = cli.load_data(tiny_config)
     assert capsys.readouterr().out == "data: MNIST shipped with air (60,000 train + 10,000 test digits)\n"
