@@ -93,6 +93,19 @@ def evidence(params, config, images, k=100, rng=None, count="sum", schedule=None
     return {"log_px": log_px, "count_posterior": posterior, "elbo": elbo, "k": k}
 
 
+def evidence_summary(params, config, images, k=100):
+    """The scenes' mean ELBO and mean k-sample bound on log p(x) with their standard errors (nats per scene), as
+    the scripts report them; {"no_evidence": why} for a config whose objective is not an ELBO."""
+    try:
+        out = evidence(params, config, images, k=k)
+    except NotALikelihood as error:
+        return {"no_evidence": str(error)}
+    n = len(images)
+    spread = (lambda v: float(v.std(ddof=1) / math.sqrt(n))) if n > 1 else (lambda v: float("nan"))
+    return {"evidence_k": k, "evidence_scenes": n, "elbo": float(out["elbo"].mean()), "elbo_stderr": spread(out["elbo"]),
+            "log_px": float(out["log_px"].mean()), "log_px_stderr": spread(out["log_px"])}
+
+
 def _logsumexp(a, axis):
     top = numpy.max(a, axis=axis, keepdims=True)
     top = numpy.where(numpy.isfinite(top), top, 0.0)

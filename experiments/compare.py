@@ -4,8 +4,10 @@ Each run's best parameters are scored on its own held-out test family and on eve
 same held-out digits drawn at sides LOW-HIGH px on a 32-px canvas, scaled with the canvas, as
 `experiments.evaluate --digit-size`), all with --n-test scenes. Writes compare.csv (one row a run and family:
 count accuracy with its binomial standard error, accuracy per count, the shares of two-digit scenes merged into
-one and split into three, the windows' box IoU, and the run's training minutes) and compare.png (count accuracy
-a run and family, with error bars) into --out.
+one and split into three, the windows' box IoU, the run's training minutes, and for models whose objective is an
+ELBO the test ELBO and the k-sample bound on log p(x) in nats per scene with their standard errors, on the first
+--evidence-scenes scenes) and compare.png (count accuracy a run and family, with error bars) into --out. The ELBO
+and the bound compare only between models of one likelihood.
 """
 import csv
 import dataclasses
@@ -16,11 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from air.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
+from air.marginal import evidence_summary
 from air.metrics import family_scores
 from experiments.cli import Parser, UsageError, load_data, run
 
 FIELDS = ("run", "family", "split", "digit_size", "n_test", "count_acc", "stderr", "acc_0", "acc_1", "acc_2", "merged_two",
-          "split_two", "box_iou", "train_minutes")
+          "split_two", "box_iou", "train_minutes", "elbo", "elbo_stderr", "log_px", "log_px_stderr", "evidence_k",
+          "evidence_scenes")
 
 
 def parse_family(text):
@@ -54,8 +58,15 @@ def main(argv=None):
     parser.add_argument("--split", choices=["test", "val"], default="test",
                         help="score held-out test scenes (default) or validation scenes, to choose among runs "
                              "without looking at the test digits")
+    parser.add_argument("--evidence-k", type=int, default=100, metavar="K",
+                        help="importance samples for the bound on log p(x) (default 100; 0 skips it)")
+    parser.add_argument("--evidence-scenes", type=int, default=1000, metavar="N",
+                        help="scenes a family the ELBO and the bound are computed on (default 1000: at k = 100 they "
+                             "cost about 0.1 s a scene for the paper preset)")
     parser.add_argument("--out", default="runs/compare", help="folder for compare.csv and compare.png")
     args = parser.parse_args(argv)
+    if args.evidence_k < 0 or args.evidence_scenes < 1:
+        raise UsageError("--evidence-k and --evidence-scenes: expected K >= 0 and N >= 1")
     labels = args.label.split(",") if args.label else [Path(r).name for r in args.runs]
     if len(labels) != len(args.runs):
         raise UsageError(f"--label: {len(labels)} names for {len(args.runs)} runs")
@@ -75,12 +86,17 @@ def main(argv=None):
             scenes = getattr(load_data(family_config, True), args.split)
             row = {"run": label, "family": family, "split": args.split,
                    **family_scores(params, family_config, scenes), "train_minutes": train_minutes(path)}
+            if args.evidence_k:
+                found = evidence_summary(params, config, scenes.images[:args.evidence_scenes], args.evidence_k)
+                row.update({k: v for k, v in found.items() if k in FIELDS})
             rows.append(row)
+            bound = (f"  ELBO {row['elbo']:.1f}, log p(x) >= {row['log_px']:.1f} +- {row['log_px_stderr']:.1f} nats"
+                     if "log_px" in row else "")
             print(f"{label:>24s}  {family:>8s}  count acc {row['count_acc']:.4f} +- {row['stderr']:.4f}  "
                   f"two-digit merged {row['merged_two']:.3f} split {row['split_two']:.3f}  "
-                  f"box IoU {row['box_iou']:.3f}", flush=True)
+                  f"box IoU {row['box_iou']:.3f}{bound}", flush=True)
     with open(out / "compare.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
+        writer = csv.DictWriter(f, FIELDS, restval="")
         writer.writeheader()
         writer.writerows({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
     _plot(rows, [f for f, _ in families], labels, out / "compare.png")

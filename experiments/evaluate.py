@@ -14,7 +14,7 @@ The scenes are the run's own held-out family unless told otherwise: --digit-size
 import json
 import sys
 
-from air.marginal import NotALikelihood, evidence
+from air.marginal import evidence_summary
 from air.metrics import evaluate
 from air.shipped import card
 from experiments.cli import Parser, UsageError, add_family_flags, load_data, load_model, run, scene_family
@@ -44,7 +44,7 @@ def main(argv=None):
     scores = evaluate(params, config, scenes)
     scores.update(n_scenes=len(scenes), count_acc_stderr=stderr(scores["count_acc"], len(scenes)))
     if args.evidence_k:
-        scores.update(evidence_scores(params, config, scenes.images, args.evidence_k))
+        scores.update(evidence_summary(params, config, scenes.images, args.evidence_k))
     if args.json:
         print(json.dumps(scores, indent=2))
         return 0
@@ -65,18 +65,6 @@ def main(argv=None):
         print(f"log p(x) >=      {scores['log_px']:.2f} +- {scores['log_px_stderr']:.2f} nats per scene "
               f"(importance-weighted, k = {k}; comparable only between models of one likelihood)")
     return 0
-
-
-def evidence_scores(params, config, images, k):
-    """The ELBO and the k-sample bound on log p(x), means over the scenes with their standard errors, or the one
-    line saying why this model has none (its objective is not an ELBO)."""
-    try:
-        out = evidence(params, config, images, k=k)
-    except NotALikelihood as error:
-        return {"no_evidence": str(error)}
-    n = len(images)
-    return {"evidence_k": k, "elbo": float(out["elbo"].mean()), "elbo_stderr": float(out["elbo"].std(ddof=1) / n ** 0.5),
-            "log_px": float(out["log_px"].mean()), "log_px_stderr": float(out["log_px"].std(ddof=1) / n ** 0.5)}
 
 
 def stderr(accuracy, n):

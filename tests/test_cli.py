@@ -183,6 +183,27 @@ def test_evaluate_reports_the_evidence_of_a_true_elbo_and_says_why_not_otherwise
     assert cli.run(evaluate.main, [str(tmp_path / "sse"), "--evidence-k", "-1"]) == 2
 
 
+def test_compare_writes_the_evidence_beside_the_counts(tmp_path, mnist_dir, monkeypatch, capsys):
+    from experiments import compare
+    from air.marginal import evidence_summary
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    flags = ["--likelihood", "gaussian", "--kl-what-weight", "1", "--kl-pres-weight", "1"]
+    assert cli.run(train.main, TINY_FLAGS + flags + ["--out", str(tmp_path / "g"), "--quiet", "--no-figures"]) == 0
+    assert cli.run(train.main, TINY_FLAGS + ["--out", str(tmp_path / "s"), "--quiet", "--no-figures"]) == 0
+    out = tmp_path / "compare"
+    assert cli.run(compare.main, [str(tmp_path / "g"), str(tmp_path / "s"), "--n-test", "40", "--evidence-k", "10",
+                                  "--evidence-scenes", "20", "--out", str(out)]) == 0
+    with open(out / "compare.csv") as f:
+        rows = {r["run"]: r for r in csv.DictReader(f)}
+    from air.checkpoint import load_checkpoint
+    params, config = load_checkpoint(tmp_path / "g")
+    scenes = air_train.build_datasets(dataclasses.replace(config, n_test=40), data.load_mnist()).test
+    expected = evidence_summary(params, config, scenes.images[:20], 10)
+    assert float(rows["g"]["log_px"]) == pytest.approx(expected["log_px"], abs=1e-4)
+    assert float(rows["g"]["elbo"]) <= float(rows["g"]["log_px"]) and rows["g"]["evidence_scenes"] == "20"
+    assert rows["s"]["log_px"] == rows["s"]["elbo"] == ""  # the squared error has no evidence
+
+
 def test_the_data_line_names_the_shipped_copy(capsys, tiny_config):
     datasets = cli.load_data(tiny_config)
     assert capsys.readouterr().out == "data: MNIST shipped with air (60,000 train + 10,000 test digits)\n"
