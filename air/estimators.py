@@ -142,7 +142,7 @@ def _count_kl_terms(post, config, prior):
 # --- reinforce: exactly binary samples, the score function with NVIL's baseline ----------------------------------
 
 
-def _presence_uniforms(rng, config, batch_size):
+def _reinforce_noise(rng, config, batch_size):
     return {"pres": presence_uniforms(rng, config, batch_size).astype(config.dtype)}
 
 
@@ -210,7 +210,7 @@ def signal_normaliser(config, stats):
 ESTIMATORS = {
     "relaxed": Estimator("relaxed", terms=_relaxed_terms, noise=_logistic_noise),
     "enumerate": Estimator("enumerate", terms=_enumerated_terms),
-    "reinforce": Estimator("reinforce", terms=_reinforce_terms, noise=_presence_uniforms,
+    "reinforce": Estimator("reinforce", terms=_reinforce_terms, noise=_reinforce_noise,
                            init_params=_baseline_params, rates={"baseline": "baseline_lr"},
                            update_stats=running_signal_stats, normaliser=signal_normaliser),
 }

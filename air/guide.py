@@ -25,6 +25,10 @@ from air.nn import dense, he_normal, lstm_step, mlp, relu, small_normal
 from air.transformer import image_to_window, window_to_image
 
 
+# The noise guide_step reads, (B, T, ...) arrays of sample_noise's; the rest is the estimators'.
+STEP_NOISE = ("what", "where")
+
+
 def head_columns(config):
     """Per step, the columns of the heads layer, in order: name -> slice of that step's outputs.
 
@@ -115,10 +119,10 @@ def head_width(config):
     return list(head_columns(config).values())[-1].stop
 
 
-def _split_heads(heads, config, axis):
-    """The heads' output split along `axis` into the named pieces of head_columns (one np.split)."""
+def _split_heads(heads, config):
+    """The heads' output (N, head_width) split into the named pieces of head_columns (one np.split)."""
     columns = head_columns(config)
-    pieces = np.split(heads, [c.stop for c in list(columns.values())[:-1]], axis=axis)
+    pieces = np.split(heads, [c.stop for c in list(columns.values())[:-1]], axis=1)
     return dict(zip(columns, pieces))
 
 
@@ -160,7 +164,7 @@ def guide_step(params, config, heads, source, noise=None):
     mean, z_what would describe a crop the reconstruction never uses.)
     """
     n = heads.shape[0]
-    parts = _split_heads(heads, config, axis=1)
+    parts = _split_heads(heads, config)
     out = {"pres_logit": parts["pres_logit"].reshape(n)}
     log_scale, shift = bounded_log_scale(parts["log_scale"].reshape(n), config), parts["shift"]
     if config.z_where == "stochastic":  # the posterior's location and spread, for the KL
@@ -187,7 +191,7 @@ def _global_posterior(params, config, images, noise):
     if config.object_encoder == "glimpse":  # each scene once per step
         source = numpy.repeat(numpy.asarray(getval(images)), t, axis=0).reshape(b * t, size, size)
     step_noise = None if noise is None else {k: v.reshape((b * t,) + v.shape[2:]) for k, v in noise.items()
-                                             if k in ("what", "where")}
+                                             if k in STEP_NOISE}
     out = guide_step(params, config, heads, source, step_noise)
     post = {k: v.reshape((b, t) + v.shape[1:]) for k, v in out.items()}
     return {**post, "windows": None, "canvases": None}
@@ -213,7 +217,7 @@ def _sequential_posterior(params, config, images, noise):
         h, c = lstm_step(params["lstm"], np.concatenate([features, previous, h], axis=1), c)
         # The glimpse is cut from what this step reads: the image, or for DAIR what is still unexplained.
         source = (unexplained if config.inference == "residual" else x).reshape(b, size, size)
-        step_noise = None if noise is None else {k: v[:, step] for k, v in noise.items() if k in ("what", "where")}
+        step_noise = None if noise is None else {k: v[:, step] for k, v in noise.items() if k in STEP_NOISE}
         out = guide_step(params, config, dense(params["heads"], h), source, step_noise)
         window = decode(params, config, out["z_what"])
         canvas = window_to_image(window, out["log_scale"], out["shift"], size)
