@@ -41,6 +41,11 @@ class Config:
                          choices=("fixed", "streaming"))
     overlap: str = option("allowed", "digits may cross (the seed), or are moved until their ink does not pile up "
                                      "(Pyro's scenes)", choices=("allowed", "rejected"))
+    scene_family: str = option("own", "how scenes are drawn: the project's (digit_size, overlap), or exactly as "
+                                      "Pyro's multi_mnist.py draws them (air.data.pyro: frames of int(28 / scale) "
+                                      "px, scale ~ N(1.3, 0.1^2), the whole scene redrawn while ink piles above "
+                                      "255; digit_size and overlap unused), the peers' benchmark",
+                               choices=("own", "pyro"))
     eval_seed: int = option(1234, "seeds the validation and test scenes, so every training seed is scored on the "
                                   "same ones")
 
@@ -211,8 +216,11 @@ def _check_scenes_and_networks(c):
     _require(len(c.digit_size) == 2 and 0 < c.digit_size[0] <= c.digit_size[1], "digit_size",
              f"must be two sizes 0 < smallest <= largest, got {c.digit_size}")
     low, high = scaled_digit_size(c)
-    _require(high <= c.canvas_size, "digit_size",
+    _require(c.scene_family == "pyro" or high <= c.canvas_size, "digit_size",
              f"digits up to {high} px do not fit a {c.canvas_size}-px canvas")
+    _require(c.scene_family == "own" or c.canvas_size >= PYRO_MIN_CANVAS, "canvas_size",
+             f"Pyro's scenes (scene_family='pyro') hold digits of up to 28 px with room to move: the canvas must be "
+             f"at least {PYRO_MIN_CANVAS} px, got {c.canvas_size}")
     _require(c.window_size <= c.canvas_size, "canvas_size",
              f"the canvas ({c.canvas_size} px) is smaller than the window ({c.window_size} px)")
     _require(c.window_size >= 2, "window_size", f"must be at least 2, got {c.window_size}")
@@ -255,6 +263,9 @@ def _check_rates_and_ranges(c):
              f"must be two rates in [0, 1), got {c.adam_betas}")
     _require(c.batch_size <= c.n_train, "batch_size",
              f"{c.batch_size} is larger than the training set (n_train = {c.n_train})")
+
+
+PYRO_MIN_CANVAS = 29  # Pyro's frames, int(28 / scale) px, reach 28 once scale <= 1 (a 3-sd draw)
 
 
 def scaled_digit_size(c):

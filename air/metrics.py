@@ -63,7 +63,7 @@ def evaluate(params, config, scenes):
 
 def family_scores(params, config, scenes):
     """The scores a comparison of scene families reports (compare.csv, a shipped model's card) of `params` on
-    `scenes`: the family's digit sides ("12-16", on 32 px), the scene count, count accuracy and its binomial standard
+    `scenes`: the family's digit sides ("12-16", on 32 px; "pyro" for Pyro's generator's), the scene count, count accuracy and its binomial standard
     error, accuracy per count 0-2 (NaN for a count that is missing), the shares of two-digit scenes counted as one
     (merged) and as three or more (split), and the box IoU."""
     s = evaluate(params, config, scenes)
@@ -72,7 +72,8 @@ def family_scores(params, config, scenes):
     two = confusion[2].sum() if len(confusion) > 2 else 0
     share = lambda cols: float(confusion[2, cols].sum() / two) if two else float("nan")
     per = s["per_class_acc"] + [float("nan")] * 3
-    return {"digit_size": "-".join(str(v) for v in config.digit_size), "n_test": n, "count_acc": acc,
+    sides = "pyro" if config.scene_family == "pyro" else "-".join(str(v) for v in config.digit_size)
+    return {"digit_size": sides, "n_test": n, "count_acc": acc,
             "stderr": float(np.sqrt(acc * (1 - acc) / n)), "acc_0": per[0], "acc_1": per[1], "acc_2": per[2],
             "merged_two": share(1), "split_two": share(slice(3, None)), "box_iou": s["box_iou"]}
 

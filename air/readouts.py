@@ -30,7 +30,7 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 
-from air.data import digit_pools, load_mnist, make_scenes
+from air.data import config_scenes, digit_pools, load_mnist
 from air.model import infer
 from air.nn import conv3x3, he_normal, mlp, relu
 from air.optim import adam_init, adam_params, adam_update
@@ -65,8 +65,7 @@ def task_targets(task, scenes):
 def task_scenes(task, config, pool, n, rng):
     """n scenes for a task: the model's family; two digits each for the order task, one for the digit task."""
     counts = {"order": np.full(n, 2), "digit": np.full(n, 1)}.get(task)
-    return make_scenes(rng, pool, n, config.canvas_size, config.max_digits, config.digit_size, counts=counts,
-                       dtype=np.float32, overlap=config.overlap)
+    return config_scenes(config, rng, pool, n, counts=counts, dtype=np.float32)
 
 
 def air_features(params, config, images):

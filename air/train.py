@@ -64,8 +64,7 @@ def training_scenes(config, rng, pool, n, every_count=False):
     """n scenes as config describes them: counts drawn from train_counts (or uniform over 0..max_digits, as
     always with every_count, which the test scenes use so that held-out counts are scored too)."""
     counts = None if every_count or not config.train_counts else rng.choice(config.train_counts, size=n)
-    return air_data.make_scenes(rng, pool, n, config.canvas_size, config.max_digits, config.digit_size,
-                                counts=counts, dtype=np.dtype(config.dtype), overlap=config.overlap)
+    return air_data.config_scenes(config, rng, pool, n, counts=counts)
 
 
 def _seeds(config):

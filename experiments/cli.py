@@ -223,6 +223,9 @@ def add_family_flags(parser):
                         help="digit sides in px on a 32-px canvas, scaled with the canvas (Config.digit_size)")
     family.add_argument("--overlap", choices=["allowed", "rejected"], default=None,
                         help="digits may cross, or are kept from piling ink (Config.overlap)")
+    family.add_argument("--scene-family", choices=["own", "pyro"], default=None,
+                        help="the project's scenes, or drawn exactly as Pyro's multi_mnist.py draws them, the "
+                             "peers' benchmark (Config.scene_family)")
     family.add_argument("--max-digits", type=int, default=None, help="scenes hold 0..N digits (Config.max_digits)")
     family.add_argument("--n-test", type=int, default=None, help="how many scenes to score (Config.n_test)")
 
@@ -235,7 +238,7 @@ def scene_family(config, args):
             changes["digit_size"] = tuple(int(v) for v in args.digit_size.split(","))
         except ValueError:
             raise UsageError(f"--digit-size: expected two integers LOW,HIGH, got {args.digit_size!r}") from None
-    for name in ("overlap", "max_digits", "n_test"):
+    for name in ("overlap", "scene_family", "max_digits", "n_test"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     return dataclasses.replace(config, **changes)  # ConfigError names a bad value's flag

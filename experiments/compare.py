@@ -1,8 +1,10 @@
-"""Score trained runs on several scene families: python -m experiments.compare RUN [RUN ...] --family pyro=12,16
+"""Score trained runs on several scene families: python -m experiments.compare RUN [RUN ...] --family pyro
 
-Each run's best parameters are scored on its own held-out test family and on every --family LABEL=LOW,HIGH (the
-same held-out digits drawn at sides LOW-HIGH px on a 32-px canvas, scaled with the canvas, as
-`experiments.evaluate --digit-size`), all with --n-test scenes. Writes compare.csv (one row a run and family:
+Each run's best parameters are scored on its own held-out test family and on every --family: `pyro`, the scenes
+of Pyro's multi-MNIST generator (air.data.pyro, the peers' benchmark), or LABEL=LOW,HIGH, the run's own family
+at digit sides LOW-HIGH px on a 32-px canvas, scaled with the canvas, as `experiments.evaluate --digit-size`
+(results published before the exact family existed label Pyro's scale, 12,16, "pyro"). All are drawn from the
+held-out digits, --n-test scenes a family. Writes compare.csv (one row a run and family:
 count accuracy with its binomial standard error, accuracy per count, the shares of two-digit scenes merged into
 one and split into three, the windows' box IoU, the run's training minutes, and for models whose objective is an
 ELBO the test ELBO and the k-sample bound on log p(x) in nats per scene with their standard errors, on the first
@@ -28,15 +30,18 @@ FIELDS = ("run", "family", "split", "digit_size", "n_test", "count_acc", "stderr
 
 
 def parse_family(text):
-    """'pyro=12,16' -> ('pyro', (12, 16)); UsageError naming the flag otherwise."""
+    """'pyro' -> ('pyro', {scene_family: 'pyro'}), Pyro's generator's scenes; 'small=12,16' -> ('small', {digit_size:
+    (12, 16)}), the run's own family at other digit sides; UsageError naming the flag otherwise."""
+    if text == "pyro":
+        return "pyro", {"scene_family": "pyro"}
     label, _, sizes = text.partition("=")
     try:
         low, high = (int(v) for v in sizes.split(","))
     except ValueError:
-        raise UsageError(f"--family: expected LABEL=LOW,HIGH (e.g. pyro=12,16), got {text!r}") from None
+        raise UsageError(f"--family: expected pyro or LABEL=LOW,HIGH (e.g. small=12,16), got {text!r}") from None
     if not label or label == "own":
         raise UsageError(f"--family: {text!r} needs a label other than 'own' (the run's own family is always scored)")
-    return label, (low, high)
+    return label, {"digit_size": (low, high)}
 
 
 def train_minutes(path):
@@ -52,8 +57,9 @@ def main(argv=None):
     parser = Parser(prog="python -m experiments.compare", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their checkpoint.npz)")
     parser.add_argument("--label", default=None, help="comma-separated names of the runs (default: folder names)")
-    parser.add_argument("--family", action="append", default=[], metavar="LABEL=LOW,HIGH",
-                        help="another family of test scenes, digit sides LOW-HIGH px on 32 px (repeatable)")
+    parser.add_argument("--family", action="append", default=[], metavar="pyro|LABEL=LOW,HIGH",
+                        help="another family of test scenes: Pyro's generator's, or digit sides LOW-HIGH px on 32 px "
+                             "(repeatable)")
     parser.add_argument("--n-test", type=int, default=5000, help="scenes a family (default 5000)")
     parser.add_argument("--split", choices=["test", "val"], default="test",
                         help="score held-out test scenes (default) or validation scenes, to choose among runs "
@@ -70,7 +76,7 @@ def main(argv=None):
     labels = args.label.split(",") if args.label else [Path(r).name for r in args.runs]
     if len(labels) != len(args.runs):
         raise UsageError(f"--label: {len(labels)} names for {len(args.runs)} runs")
-    families = [("own", None)] + [parse_family(f) for f in args.family]
+    families = [("own", {})] + [parse_family(f) for f in args.family]
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,9 +86,9 @@ def main(argv=None):
             params, config = load_checkpoint(path)
         except CheckpointError as e:
             raise UsageError(f"RUN: {e}") from None
-        for family, sizes in families:
+        for family, changes in families:
             count = {"n_val": args.n_test} if args.split == "val" else {"n_test": args.n_test}
-            family_config = dataclasses.replace(config, **count, **({"digit_size": sizes} if sizes else {}))
+            family_config = dataclasses.replace(config, **count, **changes)
             scenes = getattr(load_data(family_config, True), args.split)
             row = {"run": label, "family": family, "split": args.split,
                    **family_scores(params, family_config, scenes), "train_minutes": train_minutes(path)}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from air.data import digit_pools, load_mnist, make_scenes
+from air.data import config_scenes, digit_pools, load_mnist
 from air.gradcheck import check_gradients, group_slices, problem, step_size_curve
 from air.viz import figure
 from experiments.cli import Parser, UsageError, add_config_flags, config_from_args, preset_help, run
@@ -55,8 +55,7 @@ def main(argv=None):
     config, _ = config_from_args(args)
     rng = np.random.default_rng(args.check_seed)
     pool = digit_pools(load_mnist())["train"]
-    images = make_scenes(rng, pool, args.batch, config.canvas_size, config.max_digits, config.digit_size,
-                         dtype=np.float64, overlap=config.overlap).images
+    images = config_scenes(config, rng, pool, args.batch, dtype=np.float64).images
     f, g, theta, layout = problem(config, images, seed=args.check_seed)
     groups = None if args.params is None else [g.strip() for g in args.params.split(",") if g.strip()]
     try:

@@ -578,12 +578,13 @@ def test_compare_scores_each_run_on_each_family(tmp_path, mnist_dir, monkeypatch
     assert cli.run(train.main, [*TINY_FLAGS, "--out", str(run_dir), "--no-figures", "--quiet"]) == 0
     out = tmp_path / "compare"
     argv = [str(run_dir), str(run_dir / "checkpoint.npz"), "--label", "a,b", "--family", "small=8,10", "--n-test", "80"]
-    assert cli.run(compare.main, [*argv, "--out", str(out)]) == 0
+    assert cli.run(compare.main, [*argv, "--family", "pyro", "--out", str(out)]) == 0
     with open(out / "compare.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["run"], r["family"], r["digit_size"]) for r in rows] == [
-        ("a", "own", "12-18"), ("a", "small", "8-10"), ("b", "own", "12-18"), ("b", "small", "8-10")]
-    assert rows[0]["count_acc"] == rows[2]["count_acc"]  # the same parameters, folder or checkpoint
+        ("a", "own", "12-18"), ("a", "small", "8-10"), ("a", "pyro", "pyro"),
+        ("b", "own", "12-18"), ("b", "small", "8-10"), ("b", "pyro", "pyro")]
+    assert rows[0]["count_acc"] == rows[3]["count_acc"]  # the same parameters, folder or checkpoint
     from air.checkpoint import load_checkpoint
     from air.metrics import evaluate as score
     params, config = load_checkpoint(run_dir)
@@ -600,7 +601,7 @@ def test_compare_scores_each_run_on_each_family(tmp_path, mnist_dir, monkeypatch
     scenes = air_train.build_datasets(dataclasses.replace(config, n_val=80), data.load_mnist()).val
     assert val[0]["split"] == "val" and rows[0]["split"] == "test"
     assert float(val[0]["count_acc"]) == pytest.approx(score(params, config, scenes)["count_acc"], abs=1e-4)
-    for bad, message in ((["--family", "pyro"], "LABEL=LOW,HIGH"), (["--family", "own=8,10"], "other than 'own'"),
+    for bad, message in ((["--family", "small"], "pyro or LABEL=LOW,HIGH"), (["--family", "own=8,10"], "other than 'own'"),
                          (["--label", "a"], "1 names for 2 runs")):
         assert cli.run(compare.main, [*argv, *bad, "--out", str(out)]) == 2
         assert message in capsys.readouterr().err

@@ -91,7 +91,7 @@ def _require_int(name, value, least):
     return int(value)
 
 
-def _scene_counts(rng, n, max_digits, counts):
+def scene_counts(rng, n, max_digits, counts):
     if counts is None:
         return rng.integers(0, max_digits + 1, size=n).astype(np.int64)
     counts = np.asarray(counts)
@@ -135,7 +135,7 @@ def make_scenes(rng, digits, n, canvas_size=32, max_digits=2, digit_size=(12, 18
         raise ValueError(f"dtype: must be a float type, got {dtype}")
     if overlap not in OVERLAPS:
         raise ValueError(f"overlap: must be one of {', '.join(OVERLAPS)}; got {overlap!r}")
-    counts = _scene_counts(rng, n, max_digits, counts)
+    counts = scene_counts(rng, n, max_digits, counts)
     m = int(counts.sum())
     if m and len(digits) == 0:
         raise ValueError(f"digits: the pool is empty but the scenes need {m} digit{'' if m == 1 else 's'}")
