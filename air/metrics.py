@@ -1,5 +1,6 @@
 """Scores of a scene interpretation against the ground truth: counts, reconstructions, boxes."""
 import itertools
+import time
 
 import numpy as np
 
@@ -81,3 +82,24 @@ def family_scores(params, config, scenes):
 def config_max_digits(config, scenes):
     """The largest count the confusion matrix needs a row for."""
     return max(config.max_digits, int(scenes.counts.max()) if len(scenes) else 0)
+
+
+def search_scores(params, config, scenes, options):
+    """(scores, out): the count accuracy of air.infer with search=options on `scenes` beside the guide's own, and
+    infer's output. scores: count_acc (searched) and amortised_acc with their binomial standard errors, fixed and
+    broken (scenes the search made right and wrong), searched_share (scenes gated to the search), the searched
+    counts' confusion matrix, and seconds (process time of the whole call, guide included) and ms_per_scene."""
+    start = time.process_time()
+    out = infer(params, config, scenes.images, search=options)
+    seconds = time.process_time() - start
+    n = len(scenes)
+    right, before = out["count"] == scenes.counts, out["amortised_count"] == scenes.counts
+    acc, amortised = float(np.mean(right)), float(np.mean(before))
+    stderr = lambda a: float(np.sqrt(a * (1 - a) / n))
+    confusion = count_scores(scenes.counts, out["count"], config_max_digits(config, scenes) + 1,
+                             config.max_steps + 1)["confusion"]
+    scores = {"count_acc": acc, "stderr": stderr(acc), "amortised_acc": amortised, "amortised_stderr": stderr(amortised),
+              "fixed": int(np.sum(right & ~before)), "broken": int(np.sum(before & ~right)),
+              "searched_share": float(np.mean(out["searched"])), "confusion": confusion, "seconds": seconds,
+              "ms_per_scene": 1000.0 * seconds / max(n, 1), "n_scenes": n}
+    return scores, out

@@ -645,3 +645,36 @@ def write_training_gif(path, snapshots, images, true_counts, config, fps=6):
                              f"temperature {temperature(config, step - 1, total):.2f}")
             writer.grab_frame()
     return board
+
+
+def search_figure(images, true_counts, amortised, searched, n_scenes=8):
+    """Scenes whose count the search changed (air.infer with search): per row the input, the guide's explanation
+    and the searched one, each with its windows, titled with its count; the row says which was right and the
+    margin in nats by which the model's evidence preferred the searched count over the best other. Fixed scenes
+    first, then broken, then changed between two wrong counts; at most n_scenes."""
+    changed = np.flatnonzero(amortised["count"] != searched["count"])
+    right_before = amortised["count"][changed] == true_counts[changed]
+    right_after = searched["count"][changed] == true_counts[changed]
+    order = np.concatenate([changed[right_after], changed[right_before], changed[~right_after & ~right_before]])
+    rows = order[:n_scenes]
+    size = images.shape[-1]
+    board = Board(max(1, len(rows)), 3, size, gaps=0.08, row_gap=0.3, top=0.75, left=0.75, right=0.1,
+                  min_width=3.6)
+    for r, i in enumerate(rows):
+        board.image(r, 0, images[i])
+        for c, out in ((1, amortised), (2, searched)):
+            board.image(r, c, out["recon"][i])
+            board.step_boxes(r, c, out["boxes"][i], out["z_pres"][i], linewidth=1.2)
+            board.title(r, c, f"{'guide' if c == 1 else 'search'}: {out['count'][i]}",
+                        color="green" if out["count"][i] == true_counts[i] else "red")
+        verdict = "fixed" if searched["count"][i] == true_counts[i] else \
+            "broken" if amortised["count"][i] == true_counts[i] else "still wrong"
+        board.title(r, 0, f"true {true_counts[i]}")
+        board.row_label(r, f"{verdict}\n{searched['margin'][i]:+.1f} nats")
+    if not len(rows):
+        board.note(0, 1, "the search changed no count")
+    fixed = int(np.sum(right_after & ~right_before))
+    broken = int(np.sum(right_before & ~right_after))
+    _suptitle(board.fig, f"Counts the search changed: {fixed} fixed, {broken} broken\n"
+                         f"(margin: the searched count's estimated log p(x, n) over the next best)", fontsize=9.5)
+    return board.fig

@@ -230,6 +230,47 @@ def add_family_flags(parser):
     family.add_argument("--n-test", type=int, default=None, help="how many scenes to score (Config.n_test)")
 
 
+def add_search_flags(parser):
+    """--search and how (air.search.Search; defaults chosen on validation scenes for the paper preset)."""
+    from air.search import PROPOSALS, SCORES, Search
+    d = Search()
+    group = parser.add_argument_group("count by search (air.search; only for models whose objective is an ELBO)")
+    group.add_argument("--search", action="store_true",
+                       help="also count by the model's evidence after a search where the guide may be wrong")
+    group.add_argument("--search-steps", type=int, default=d.steps, metavar="N",
+                       help=f"Adam steps refining each proposal (default {d.steps})")
+    group.add_argument("--search-lr", type=float, default=d.lr, help=f"their step size for z_where (default {d.lr})")
+    group.add_argument("--search-what-lr", type=float, default=d.what_lr,
+                       help=f"their step size for z_what (default {d.what_lr})")
+    group.add_argument("--search-proposals", default=",".join(d.proposals), metavar="KINDS",
+                       help=f"comma-separated kinds of starting explanation, of {', '.join(PROPOSALS)} "
+                            f"(default {','.join(d.proposals)})")
+    group.add_argument("--search-score", choices=SCORES, default=d.score,
+                       help=f"each count's estimate of log p(x, n): the ELBO at the refined means, or importance-"
+                            f"weighted (default {d.score})")
+    group.add_argument("--search-k", type=int, default=d.k, help=f"draws of the iw score (default {d.k})")
+    group.add_argument("--search-gate", type=float, default=d.gate, metavar="INK",
+                       help=f"search scenes whose guide leaves more ink than this unexplained in one window "
+                            f"(default {d.gate}; -1 searches every scene)")
+
+
+def search_options(args):
+    """The air.search.Search the --search flags describe, or None without --search; UsageError naming a bad flag."""
+    if not args.search:
+        return None
+    from air.search import PROPOSALS, Search
+    kinds = tuple(k.strip() for k in args.search_proposals.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in PROPOSALS]
+    if unknown or not kinds:
+        raise UsageError(f"--search-proposals: expected kinds of {', '.join(PROPOSALS)}, got {args.search_proposals!r}")
+    try:
+        return Search(steps=args.search_steps, lr=args.search_lr, what_lr=args.search_what_lr, proposals=kinds,
+                      score=args.search_score, k=args.search_k, gate=args.search_gate)
+    except ValueError as error:
+        raise UsageError(f"--search-{str(error).split(':')[0].replace('_', '-')}: {str(error).split(': ', 1)[1]}") \
+            from None
+
+
 def scene_family(config, args):
     """The run's config with the scene fields the flags name replaced (the model's fields are never touched)."""
     changes = {}
