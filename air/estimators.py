@@ -24,9 +24,9 @@ import autograd.numpy as np
 import numpy
 from autograd.tracer import getval
 
-from air.generative import (compose, gated_scene, negative_log_likelihood, prefix_scenes, prior_count_probs,
-                            step_canvases)
-from air.guide import count_log_probs, presence_prob, what_kl_twice, where_kl
+from air.density import prefix_sse, what_kl_twice, where_kl
+from air.generative import compose, gated_scene, negative_log_likelihood, prior_count_probs, step_canvases
+from air.guide import count_log_probs, presence_prob
 from air.nn import he_normal, mlp, small_normal
 
 
@@ -110,14 +110,8 @@ def _enumerated_terms(params, post, images, noise, config, schedule):
     steps (as in SuPAIR, Stelzner et al. 2019): z_pres needs no sampling, no relaxation and no score function,
     and its gradient has no variance. z_what is still sampled, once, shared by every n.
     """
-    b, t, size = images.shape[0], config.max_steps, config.canvas_size
-    canvases = step_canvases(params, config, post)
+    sse = prefix_sse(params, config, post, images)  # (B, T + 1)
     terms, q_count = _count_kl_terms(post, config, prior_probs(config, schedule))
-    # error[:, n - 1] = (first n steps) - x, for n = 1..T; with n = 0 the error is the image itself.
-    scenes = prefix_scenes(canvases.reshape(b, t, size * size), config.composition)
-    error = scenes - images.reshape(b, 1, size * size)
-    sse = np.concatenate([numpy.sum(numpy.square(getval(images)), axis=(1, 2)).reshape(b, 1),
-                          np.sum(error * error, axis=2)], axis=1)  # (B, T + 1)
     terms["recon"] = np.sum(q_count * negative_log_likelihood(sse, config))
     return terms
 

@@ -264,22 +264,6 @@ def sample_where(location, logsd, config, where_noise):
     return np.clip(log_scale[..., 0], *config.log_scale_range), shift
 
 
-def where_kl(location, logsd, config):
-    """Per step, KL(N(location, exp(logsd)^2) || N(where_prior_mean, where_prior_sd^2)) of z_where = (log s, tx,
-    ty), summed over its three coordinates: location and logsd (..., 3) -> (...)."""
-    prior_mean = numpy.asarray(config.where_prior_mean, dtype=config.dtype)
-    prior_sd = numpy.asarray(config.where_prior_sd, dtype=config.dtype)
-    kl = (numpy.log(prior_sd) - logsd + (np.exp(2.0 * logsd) + (location - prior_mean) ** 2) / (2.0 * prior_sd ** 2)
-          - 0.5)
-    return np.sum(kl, axis=-1)
-
-
-def what_kl_twice(mean, logvar):
-    """Twice KL(N(mean, exp(logvar)) || N(0, 1)) of z_what, per coordinate: (..., D) -> (..., D). Sum it over
-    what is wanted and halve once (the estimators and objective.elbo_at_means do)."""
-    return mean * mean + np.exp(logvar) - logvar - 1.0
-
-
 def count_log_probs(pres_logit, floor=0.0):
     """The posterior over the count implied by per-step presence logits (B, T) with cumulative gating:
 

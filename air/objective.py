@@ -18,8 +18,7 @@ import numpy
 from autograd.tracer import getval
 
 from air.estimators import estimator
-from air.generative import negative_log_likelihood, prior_count_probs, reconstruct
-from air.guide import guide, what_kl_twice
+from air.guide import guide
 from air.schedules import require
 from air.streams import named
 
@@ -98,17 +97,3 @@ def elbo_terms(params, images, noise, config, schedule=None):
     sums = batch_sums(params, images, noise, config, schedule)
     return {name: sums[name] / b for name in TERMS if name in sums}
 
-
-def elbo_at_means(params, config, images, post, count, pres_prior):
-    """Per scene (N,), the ELBO of explaining images (N, H, W) by their first `count` steps, every latent at its
-    posterior mean: log p(x | z) + log p(n = count) - the KL(q(z_what) || N(0, I)) of those steps. `post` holds
-    what_mean, what_logvar (N, T, D), log_scale (N, T) and shift (N, T, 2), from air.guide.guide or set by hand;
-    `pres_prior` gives p(n) (the per-step presence probabilities, air.schedules.pres_prior). The count is given, not
-    inferred, so q's count probabilities do not enter, and z_where's KL is left out: what one object more or less
-    costs, as experiments.merges compares it."""
-    z_what = post["what_mean"]
-    gates = (numpy.arange(z_what.shape[1]) < count).astype(config.dtype)[None].repeat(len(images), axis=0)
-    recon = reconstruct(params, config, gates, z_what, post["log_scale"], post["shift"])
-    sse = np.sum((recon - images) ** 2, axis=(1, 2))
-    kl = 0.5 * np.sum(what_kl_twice(z_what, post["what_logvar"])[:, :count], axis=(1, 2))
-    return -negative_log_likelihood(sse, config) + numpy.log(prior_count_probs(pres_prior))[count] - kl

@@ -32,8 +32,8 @@ import autograd
 import autograd.numpy as np
 import numpy
 
-from air.density import LOG_2PI, log_normal
-from air.generative import compose, negative_log_likelihood, prior_count_probs, reconstruct, render
+from air.density import elbo_at_means, log_normal, objects_log_joint
+from air.generative import negative_log_likelihood, prior_count_probs
 from air.guide import glimpse_posterior, guide
 from air.optim import adam_init, adam_update
 from air.schedules import at_end
@@ -221,47 +221,15 @@ def _where_of_boxes(boxes, config):
 # --- refinement and scores -------------------------------------------------------------------------------------
 
 
-def _prior_where(config):
-    """(mean, log-variance) (3,) of z_where's prior, or None when z_where is a point the guide computes."""
-    if config.z_where != "stochastic":
-        return None
-    mean = numpy.asarray(config.where_prior_mean, dtype=config.dtype)
-    return mean, 2.0 * numpy.log(numpy.asarray(config.where_prior_sd, dtype=config.dtype))
-
-
-def scenes_of(params, config, where, what):
-    """The scenes (R, H, W) of explanations of K objects each, z_where (R, K, 3) and z_what (R, K, D), log s clipped
-    to log_scale_range as the renderer sees it."""
-    log_scale = np.clip(where[..., 0], *config.log_scale_range)
-    r, k, d = what.shape
-    if config.composition == "sum":
-        gates = numpy.ones((r, k), dtype=numpy.result_type(what))
-        return reconstruct(params, config, gates, what, log_scale, where[..., 1:])
-    _, canvases = render(params, config, what, log_scale, where[..., 1:])
-    return compose(numpy.ones((r, k), canvases.dtype), canvases, config.composition)
-
-
-def log_joint(params, config, images, where, what):
-    """log p(x | z) + sum over the K objects of log p(z_what) + log p(z_where), (R,): the refinement's objective
-    (without log p(n), constant in the latents)."""
-    size = config.canvas_size
-    error = scenes_of(params, config, where, what) - images
-    out = -negative_log_likelihood(np.sum((error * error).reshape(-1, size * size), axis=1), config)
-    prior = np.sum(-0.5 * (LOG_2PI + what * what), axis=(1, 2))
-    where_prior = _prior_where(config)
-    if where_prior is not None:
-        prior = prior + np.sum(log_normal(where, *where_prior), axis=(1, 2))
-    return out + prior
-
-
 def refine(params, config, images, where, what, options):
-    """(where, what) after options.steps Adam steps of ascent on log_joint, every row at once."""
+    """(where, what) after options.steps Adam steps of ascent on air.density.objects_log_joint, every row at once."""
     r, k, d = what.shape
     cut = r * k * 3
     dtype = numpy.dtype(config.dtype)
 
     def negative(flat):
-        return -np.sum(log_joint(params, config, images, flat[:cut].reshape(r, k, 3), flat[cut:].reshape(r, k, d)))
+        return -np.sum(objects_log_joint(params, config, images, flat[:cut].reshape(r, k, 3),
+                                         flat[cut:].reshape(r, k, d)))
 
     gradient = autograd.grad(negative)
     state = adam_init(numpy.concatenate([where.reshape(-1), what.reshape(-1)]).astype(dtype))
@@ -273,35 +241,30 @@ def refine(params, config, images, where, what, options):
 
 
 def score(params, config, images, where, what, what_logvar, where_logsd, options, rng):
-    """Per row (R,), the estimate of log p(x | n) p(z_1..n)-integrated, i.e. log p(x, n) - log p(n), that
-    options.score names, around the latents (where, what) (R, K, ...) with the Gaussian spreads what_logvar
-    (R, K, D) and where_logsd (R, K, 3)."""
-    where_prior = _prior_where(config)
+    """Per row (R,), the estimate of log p(x | n) = log p(x, n) - log p(n) that options.score names, around the
+    latents (where, what) (R, K, ...) with the Gaussian spreads what_logvar (R, K, D) and where_logsd (R, K, 3):
+    the ELBO of that Gaussian with the likelihood at its mean (air.density.elbo_at_means), or the log of the mean
+    of k importance weights p(x, z) / q(z), z ~ q."""
     if options.score == "means":
-        value = log_joint(params, config, images, where, what)
-        entropy = 0.5 * numpy.sum(what_logvar + 1.0 + LOG_2PI, axis=(1, 2))
-        expected = -0.5 * numpy.sum(numpy.exp(what_logvar), axis=(1, 2))  # E_q[log N(z)] - log N(mean)
-        if where_prior is not None:
-            entropy = entropy + numpy.sum(where_logsd + 0.5 * (1.0 + LOG_2PI), axis=(1, 2))
-            expected = expected - 0.5 * numpy.sum(numpy.exp(2.0 * where_logsd - where_prior[1]), axis=(1, 2))
-        return numpy.asarray(value) + entropy + expected
+        return numpy.asarray(elbo_at_means(params, config, images, where, what, what_logvar, where_logsd))
+    stochastic = config.z_where == "stochastic"
     r, k, d = what.shape
     draws = []
     per_pass = max(1, min(options.k, IW_ROWS // max(r, 1)))
     for start in range(0, options.k, per_pass):
         j = min(per_pass, options.k - start)
+        tile = lambda a: numpy.tile(a, (j, 1, 1))
         # One draw of the noise per j for every row (common random numbers across a scene's explanations).
         eps_what = numpy.repeat(rng.standard_normal((j, 1, k, d)), r, axis=1).astype(what.dtype)
         z = (what + numpy.exp(0.5 * what_logvar) * eps_what).reshape(j * r, k, d)
-        log_q = numpy.sum(log_normal(z, numpy.tile(what, (j, 1, 1)), numpy.tile(what_logvar, (j, 1, 1))), axis=(1, 2))
-        w = numpy.tile(where, (j, 1, 1))
-        if where_prior is not None:
+        log_q = numpy.sum(log_normal(z, tile(what), tile(what_logvar)), axis=(1, 2))
+        w = tile(where)
+        if stochastic:
             eps_where = numpy.repeat(rng.standard_normal((j, 1, k, 3)), r, axis=1).astype(where.dtype)
             w = (where + numpy.exp(where_logsd) * eps_where).reshape(j * r, k, 3)
-            log_q = log_q + numpy.sum(log_normal(w, numpy.tile(where, (j, 1, 1)),
-                                                 numpy.tile(2.0 * where_logsd, (j, 1, 1))), axis=(1, 2))
-        frames = numpy.tile(images, (j, 1, 1))
-        draws.append((numpy.asarray(log_joint(params, config, frames, w, z)) - log_q).reshape(j, r))
+            log_q = log_q + numpy.sum(log_normal(w, tile(where), tile(2.0 * where_logsd)), axis=(1, 2))
+        log_p = numpy.asarray(objects_log_joint(params, config, numpy.tile(images, (j, 1, 1)), w, z))
+        draws.append((log_p - log_q).reshape(j, r))
     draws = numpy.concatenate(draws, axis=0).T  # (R, k)
     top = draws.max(axis=1)
     return top + numpy.log(numpy.mean(numpy.exp(draws - top[:, None]), axis=1))

@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from air.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
+from air.density import elbo_at_means
+from air.generative import prior_count_probs
 from air.guide import glimpse_posterior, guide
 from air.metrics import box_iou
 from air.model import infer
-from air.objective import elbo_at_means
 from air.schedules import pres_prior, steps_per_epoch
 from air.transformer import box_where
 from experiments.cli import Parser, UsageError, add_family_flags, load_data, run, scene_family
@@ -73,17 +74,26 @@ def explanation_gains(params, config, scenes):
     images = scenes.images[two].astype(config.dtype)
     total = config.n_epochs * steps_per_epoch(config)
     prior = pres_prior(config, total, total)  # the count prior at the end of training
+    log_p_count = np.log(prior_count_probs(prior))
     post = guide(params, config, images)
-    one = elbo_at_means(params, config, images, post, 1, prior)
-    own_two = elbo_at_means(params, config, images, post, 2, prior)
+    one = steps_elbo(params, config, images, post, 1) + log_p_count[1]
+    own_two = steps_elbo(params, config, images, post, 2) + log_p_count[2]
     frames = true_frame_posterior(params, config, images, scenes.boxes[two])
-    oracle = elbo_at_means(params, config, images, frames, 2, prior)
+    oracle = steps_elbo(params, config, images, frames, 2) + log_p_count[2]
     return {"oracle": oracle - one, "model": own_two - one}
+
+
+def steps_elbo(params, config, images, post, count):
+    """Per scene, the ELBO at the means of explaining it by the first `count` steps of `post` (air.density.
+    elbo_at_means): z_where's KL is left out, so that what one object more or less costs is the likelihood it
+    gains against its z_what's KL and the count prior."""
+    where = np.concatenate([post["log_scale"][:, :count, None], post["shift"][:, :count]], axis=2)
+    return elbo_at_means(params, config, images, where, post["what_mean"][:, :count], post["what_logvar"][:, :count])
 
 
 def true_frame_posterior(params, config, images, boxes):
     """Two windows on the true digit frames, boxes (N, 2, 4), each z_what from the model's own glimpse encoder, as
-    elbo_at_means reads them: what_mean and what_logvar (N, 2, D), log_scale (N, 2) and shift (N, 2, 2)."""
+    steps_elbo reads them: what_mean and what_logvar (N, 2, D), log_scale (N, 2) and shift (N, 2, 2)."""
     n, d = len(images), config.what_dim
     log_scale, shift = box_where(boxes[:, :2], config.canvas_size, config.window_size)
     log_scale = np.clip(log_scale, *config.log_scale_range).astype(config.dtype)  # as the model's windows are

@@ -98,9 +98,9 @@ def test_the_count_posterior_is_a_distribution_that_follows_the_weights():
 def test_the_latent_densities_average_to_the_analytic_kl():
     """E_q[log q(z_t) - log p(z_t)] is KL(q || p) for each step's z_what and z_where: the Monte-Carlo average of
     air.density's two densities, drawn as the guide draws them, against the analytic KLs the estimators train on
-    (air.guide.what_kl_twice, where_kl), paired at each draw's own posterior."""
+    (air.density.what_kl_twice, where_kl), paired at each draw's own posterior."""
     from air.density import log_guide_steps, log_prior_steps
-    from air.guide import what_kl_twice, where_kl
+    from air.density import what_kl_twice, where_kl
     config, params, images = small_problem(inference="recurrent", z_where="stochastic", object_encoder="glimpse")
     many = np.repeat(images[:1], 4000, axis=0)
     noise = air.sample_noise(np.random.default_rng(5), config, len(many))

@@ -174,7 +174,7 @@ def test_glimpse_posterior_reads_the_crop_at_z_where():
 
 
 def test_where_kl_equals_the_gaussian_kl():
-    from air.guide import where_kl
+    from air.density import where_kl
     config = small_config(z_where="stochastic")
     rng = np.random.default_rng(2)
     location, logsd = rng.normal(size=(4, 3, 3)), rng.normal(-1, 0.3, size=(4, 3, 3))

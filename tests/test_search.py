@@ -12,7 +12,8 @@ from air.data import config_scenes, digit_pools, load_mnist
 from air.generative import decode
 from air.guide import guide
 from air.marginal import NotALikelihood
-from air.search import Search, kmeans_boxes, log_joint, refine, score, unexplained_ink
+from air.density import objects_log_joint as log_joint
+from air.search import Search, kmeans_boxes, refine, score, unexplained_ink
 from air.transformer import window_to_image
 from tests.test_evidence import small_problem
 
