@@ -55,7 +55,7 @@ class Search:
     steps: int = 50
     lr: float = 0.03
     what_lr: float = 0.1
-    proposals: tuple = ("guide", "kmeans", "across")
+    proposals: tuple = ("guide", "kmeans")
     score: str = "means"
     k: int = 10
     gate: float = 9.0

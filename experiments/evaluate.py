@@ -55,6 +55,8 @@ def main(argv=None):
     if args.pretrained and args.n_test is None and args.split == "test" and _own_family(args):
         args.n_test = _card_scenes(args.pretrained)  # the card's own-family figure is scored on as many
     config = scene_family(config, args)
+    if args.split == "val" and args.n_test is not None:  # --n-test counts the scenes of whichever split is scored
+        config = dataclasses.replace(config, n_val=args.n_test)
     datasets = load_data(config, quiet=args.quiet or args.json)
     scenes = getattr(datasets, args.split)
     scores = evaluate(params, config, scenes)
@@ -74,7 +76,8 @@ def main(argv=None):
     if args.json:
         print(json.dumps(scores, indent=2))
         return 0
-    print(f"{args.split} scenes: {len(scenes)} (--n-test N scores another number)")
+    print(f"{'validation' if args.split == 'val' else 'test'} scenes: {len(scenes)} (--n-test N scores another "
+          "number)")
     print(f"count accuracy   {scores['count_acc']:.4f} +- {scores['count_acc_stderr']:.4f}   (binomial standard "
           f"error over {len(scenes)} scenes)")
     print("per-count acc    " + "  ".join(f"{i}: {a:.3f}" for i, a in enumerate(scores["per_class_acc"])))

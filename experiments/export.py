@@ -3,7 +3,9 @@
 Writes air/models/NAME.npz (the run's scored parameters in float32, its config and a model card) and NAME.md,
 the card for reading. The card holds the command that trained the run, its seed, the commit it was exported
 at, the data, the wall time, and test scores measured here, on --n-test scenes of the run's own family and of
-Pyro's digit scale (`--digit-size 12,16`), so that the shipped model's test can check them.
+Pyro's generator (air.data.pyro), so that the shipped model's test can check them: count accuracy, and for a
+model whose objective is an ELBO the count by search and the test ELBO and log-likelihood bound. `--rescore
+--name NAME` re-measures a shipped model's scores in place, its parameters and provenance unchanged.
 """
 import dataclasses
 import json
@@ -14,12 +16,11 @@ from pathlib import Path
 from air import shipped
 from air.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from air.config import PRESETS
-from air.metrics import family_scores
+from air.marginal import NotALikelihood, check_likelihood, evidence_summary
+from air.metrics import family_scores, search_scores
+from air.search import Search
 from air.tree import leaves, nest
 from experiments.cli import Parser, UsageError, flag_text, load_data, run
-
-PYRO_SCALE = (12, 16)  # digit sides on a 32-px canvas: 19-25 px on 50 px, Pyro's multi-MNIST frames
-
 
 def train_command(config):
     """The experiments.train command line that trains `config`: its preset (the first whose fields it matches
@@ -43,68 +44,116 @@ def commit():
     return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
+FAMILIES = (("own", {}), ("pyro", {"scene_family": "pyro"}))  # the card's test families: the run's, Pyro's generator's
+EVIDENCE_SCENES = 1000  # the card's evidence: the k = 100 bound on this many own-family test scenes
+
+
+def test_scores(params, config, n_test):
+    """The card's "test" entry: per family (FAMILIES) count accuracy and its standard error, the two-digit scenes
+    merged, the box IoU and, for a model whose objective is an ELBO, the count by search (air.search, default
+    Search); and "evidence", the test ELBO and k = 100 bound on log p(x) (air.marginal.evidence_summary)."""
+    scores = {}
+    for family, changes in FAMILIES:
+        family_config = dataclasses.replace(config, n_test=n_test, **changes)
+        scenes = load_data(family_config, quiet=True).test
+        s = family_scores(params, family_config, scenes)
+        scores[family] = {k: s[k] for k in ("digit_size", "n_test", "count_acc", "stderr", "merged_two", "box_iou")}
+        try:
+            check_likelihood(config)
+        except NotALikelihood:
+            continue
+        found, _ = search_scores(params, family_config, scenes, Search())
+        scores[family].update(searched_acc=found["count_acc"], searched_stderr=found["stderr"])
+        if family == "own":
+            scores["evidence"] = evidence_summary(params, config, scenes.images[:EVIDENCE_SCENES], k=100)
+    return scores
+
+
 def model_card(name, folder, params, config, n_test, trained=None):
     """The card of `params` under `config` (as shipped); `trained` is the config the run trained with."""
     metrics = json.loads((folder / "metrics.json").read_text())
     if metrics.get("status") != "complete":
         raise UsageError(f"RUN: {folder} is not a finished run (status {metrics.get('status')!r})")
-    scores = {}
-    for family, changes in (("own", {}), ("pyro_scale", {"digit_size": PYRO_SCALE})):
-        family_config = dataclasses.replace(config, n_test=n_test, **changes)
-        s = family_scores(params, family_config, load_data(family_config, quiet=True).test)
-        scores[family] = {k: s[k] for k in ("digit_size", "n_test", "count_acc", "stderr", "merged_two", "box_iou")}
     return {"name": name, "command": train_command(trained or config), "seed": config.seed, "commit": commit(),
             "canvas_size": config.canvas_size, "max_digits": config.max_digits, "overlap": config.overlap,
             "data": metrics.get("data_source", ""), "wall_minutes": round(metrics["wall_s"] / 60, 1),
-            "steps": metrics.get("n_steps"), "run_test_count_acc": metrics["test_count_acc"], "test": scores,
-            "environment": metrics.get("environment", {})}
+            "steps": metrics.get("n_steps"), "run_test_count_acc": metrics["test_count_acc"],
+            "test": test_scores(params, config, n_test), "environment": metrics.get("environment", {})}
 
 
 def card_markdown(card):
     def sides(digit_size):  # digit sides are given on 32 px; the card states them on the model's canvas
+        if digit_size == "pyro":
+            return "Pyro's generator: int(28 / s) px, s ~ N(1.3, 0.1^2)"
         canvas = card["canvas_size"]
         return "-".join(f"{float(v) * canvas / 32:.0f}" for v in digit_size.split("-")) + f" px on {canvas}"
+    searched = lambda s: f"{s['searched_acc']:.4f} +- {s['searched_stderr']:.4f}" if "searched_acc" in s else "-"
+    families = {k: v for k, v in card["test"].items() if k != "evidence"}
     rows = [f"| {family} | {sides(s['digit_size'])} | {s['n_test']} | {s['count_acc']:.4f} +- {s['stderr']:.4f} | "
-            f"{s['merged_two']:.3f} | {s['box_iou']:.3f} |" for family, s in card["test"].items()]
+            f"{searched(s)} | {s['merged_two']:.3f} | {s['box_iou']:.3f} |" for family, s in families.items()]
+    evidence = card["test"].get("evidence", {})
+    likelihood = (f"Test ELBO {evidence['elbo']:.1f} +- {evidence['elbo_stderr']:.1f} and log p(x) >= "
+                  f"{evidence['log_px']:.1f} +- {evidence['log_px_stderr']:.1f} nats per scene (k = "
+                  f"{evidence['evidence_k']} importance samples, {evidence['evidence_scenes']} own scenes)."
+                  if "log_px" in evidence else "No log-likelihood: the objective is not an ELBO.")
+    rescored = [f"- test scores re-measured at commit {card['rescored_at']}"] if "rescored_at" in card else []
     return "\n".join([
         f"# Model card: `{card['name']}`", "",
         f"Load it with `params, config = air.pretrained({card['name']!r})`.", "",
         f"- trained by: `{card['command']}`",
         f"- seed {card['seed']}, {card['steps']:,} steps, {card['wall_minutes']} minutes of training",
         f"- data: {card['data']}",
-        f"- exported at commit {card['commit']}", "",
-        f"Test scenes are {card['canvas_size']}x{card['canvas_size']} with 0-{card['max_digits']} digits "
-        f"(ink overlap {card['overlap']}), drawn from MNIST test digits the model never saw; scored at export:", "",
-        "| scenes | digit sides | scenes scored | count accuracy | two-digit scenes merged | box IoU |",
-        "| --- | --- | --- | --- | --- | --- |", *rows, ""])
+        f"- exported at commit {card['commit']}", *rescored, "",
+        f"Test scenes are {card['canvas_size']}x{card['canvas_size']} with 0-{card['max_digits']} digits, drawn from "
+        f"MNIST test digits the model never saw: the model's own family (ink overlap {card['overlap']}) and the "
+        f"scenes of Pyro's multi-MNIST generator (air.data.pyro). Scored at export; \"searched\" is "
+        f"`air.infer(..., search=True)`:", "",
+        "| scenes | digit sides | scenes scored | count accuracy | searched | two-digit scenes merged | box IoU |",
+        "| --- | --- | --- | --- | --- | --- | --- |", *rows, "", likelihood, ""])
+
+
+def rescore(name, n_test, out):
+    """Re-measure a shipped model's test scores in its card (the parameters, command and provenance unchanged)."""
+    try:
+        params, config, card = shipped.load(name if out is None else str(out / f"{name}.npz"))
+    except shipped.PretrainedError as e:
+        raise UsageError(f"--rescore: {e}") from None
+    card = {**card, "test": test_scores(params, config, n_test), "rescored_at": commit()}
+    return params, config, card
 
 
 def main(argv=None):
     parser = Parser(prog="python -m experiments.export", description=__doc__.splitlines()[0])
-    parser.add_argument("run", help="a finished run folder")
+    parser.add_argument("run", nargs="?", help="a finished run folder")
     parser.add_argument("--name", required=True, help="the model's name, e.g. paper (air.pretrained('paper'))")
+    parser.add_argument("--rescore", action="store_true",
+                        help="no RUN: re-measure the shipped model NAME's test scores in its card, nothing else changed")
     parser.add_argument("--n-test", type=int, default=5000, help="test scenes a family for the card (default 5000)")
     parser.add_argument("--out", default=None, help="folder for NAME.npz and NAME.md (default: air/models)")
     args = parser.parse_args(argv)
     if not args.name.isidentifier():
         raise UsageError(f"--name: a plain name such as paper, got {args.name!r}")
-
-    try:
-        folder = checkpoint_path(args.run).parent
-        params, config = load_checkpoint(folder)
-    except CheckpointError as e:
-        raise UsageError(f"RUN: {e}") from None
-    # Scored as shipped: float32 parameters under a float32 config.
-    params = nest({k: v.astype("float32") for k, v in leaves(params)})
-    trained, config = config, dataclasses.replace(config, dtype="float32")
-    card = model_card(args.name, folder, params, config, args.n_test, trained)
+    if (args.run is None) != args.rescore:
+        raise UsageError("give a RUN folder to export, or --rescore to re-measure a shipped model (one of them)")
     out = Path(args.out) if args.out else shipped.MODELS_DIR
+    if args.rescore:
+        params, config, card = rescore(args.name, args.n_test, Path(args.out) if args.out else None)
+    else:
+        try:
+            folder = checkpoint_path(args.run).parent
+            params, config = load_checkpoint(folder)
+        except CheckpointError as e:
+            raise UsageError(f"RUN: {e}") from None
+        # Scored as shipped: float32 parameters under a float32 config.
+        params = nest({k: v.astype("float32") for k, v in leaves(params)})
+        trained, config = config, dataclasses.replace(config, dtype="float32")
+        card = model_card(args.name, folder, params, config, args.n_test, trained)
     out.mkdir(parents=True, exist_ok=True)
     shipped.save(out / f"{args.name}.npz", params, config, card)
     (out / f"{args.name}.md").write_text(card_markdown(card))
     size = (out / f"{args.name}.npz").stat().st_size
     print(f"{out / (args.name + '.npz')}: {size / 1e6:.1f} MB; own scenes {card['test']['own']['count_acc']:.4f}, "
-          f"Pyro-scale {card['test']['pyro_scale']['count_acc']:.4f}", flush=True)
+          f"Pyro's scenes {card['test']['pyro']['count_acc']:.4f}", flush=True)
     return 0
 
 

@@ -196,3 +196,18 @@ def test_compare_writes_the_search_columns(tmp_path, mnist_dir, monkeypatch, cap
         assert float(row["searched_share"]) == 1.0 and 0.0 <= float(row["searched_acc"]) <= 1.0
         assert int(row["fixed"]) >= 0 and float(row["search_seconds"]) > 0
     assert "searched" in capsys.readouterr().out
+
+
+def test_search_tuning_scores_each_setting_on_both_families(tmp_path, capsys):
+    import csv
+    from experiments import cli, search_tuning
+    out = tmp_path / "tuning"
+    assert cli.run(search_tuning.main, ["--pretrained", "paper", "--n-val", "30", "--only", "0,7",
+                                        "--out", str(out)]) == 0
+    with open(out / "tuning.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["setting"], r["family"]) for r in rows] == [("default", "own"), ("default", "pyro"),
+                                                           ("steps: 20", "own"), ("steps: 20", "pyro")]
+    assert all(int(r["n_scenes"]) == 30 for r in rows) and (out / "tuning.png").stat().st_size > 1000
+    assert cli.run(search_tuning.main, ["--pretrained", "paper", "--only", "99", "--out", str(out)]) == 2
+    assert "--only" in capsys.readouterr().err

@@ -99,15 +99,50 @@ def test_export_writes_a_model_and_its_card(tiny_run, models, capsys):
     assert config.dtype == "float32" and card["seed"] == config.seed == 0
     assert card["command"] == ("python -m experiments.train --preset seed --seed 0 --n-train 64 --n-val 32 "
                                "--n-test 32 --object-encoder glimpse --n-epochs 2 --batch-size 16 --dtype float64")
-    assert card["test"]["own"]["n_test"] == card["test"]["pyro_scale"]["n_test"] == 60
-    assert card["test"]["pyro_scale"]["digit_size"] == "12-16"
+    assert card["test"]["own"]["n_test"] == card["test"]["pyro"]["n_test"] == 60
+    assert card["test"]["pyro"]["digit_size"] == "pyro"
+    assert "searched_acc" not in card["test"]["own"] and "evidence" not in card["test"]  # a squared error: no ELBO
     # The card's figures are the shipped (float32) parameters' scores, re-measurable from the file alone.
-    family = dataclasses.replace(config, n_test=60, digit_size=(12, 16))
+    family = dataclasses.replace(config, n_test=60, scene_family="pyro")
     assert family_scores(params, family, load_data(family, quiet=True).test)["count_acc"] == pytest.approx(
-        card["test"]["pyro_scale"]["count_acc"])
+        card["test"]["pyro"]["count_acc"])
     markdown = (models / "tiny.md").read_text()
-    assert card["command"] in markdown and "| pyro_scale | 12-16 px on 32 | 60 |" in markdown
+    assert card["command"] in markdown and "| pyro | Pyro's generator" in markdown
+    assert "No log-likelihood" in markdown
     assert "air/models" not in capsys.readouterr().err
+
+
+def test_an_elbo_models_card_holds_its_searched_count_and_evidence(tmp_path, mnist_dir, models, monkeypatch):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    run_dir = tmp_path / "elbo"
+    elbo = ["--likelihood", "gaussian", "--kl-what-weight", "1", "--kl-pres-weight", "1", "--pres-estimator", "enumerate"]
+    assert cli.run(train.main, [*TINY_FLAGS, *elbo, "--out", str(run_dir), "--no-figures", "--quiet"]) == 0
+    assert cli.run(export.main, [str(run_dir), "--name", "small", "--n-test", "30"]) == 0
+    card = shipped.card("small")
+    for family in ("own", "pyro"):
+        assert 0.0 <= card["test"][family]["searched_acc"] <= 1.0 and card["test"][family]["searched_stderr"] >= 0
+    evidence = card["test"]["evidence"]
+    assert evidence["evidence_k"] == 100 and evidence["evidence_scenes"] == 30 and evidence["log_px"] >= evidence["elbo"]
+    assert f"log p(x) >= {evidence['log_px']:.1f}" in (models / "small.md").read_text()
+
+
+def test_rescore_remeasures_a_card_and_keeps_the_model(tiny_run, models, capsys):
+    assert cli.run(export.main, [str(tiny_run), "--name", "tiny", "--n-test", "60"]) == 0
+    before_params, _ = air.pretrained("tiny")
+    before = shipped.card("tiny")
+    assert cli.run(export.main, ["--rescore", "--name", "tiny", "--n-test", "40"]) == 0
+    after = shipped.card("tiny")
+    assert after["test"]["own"]["n_test"] == 40 and "rescored_at" in after
+    assert {k: v for k, v in after.items() if k not in ("test", "rescored_at")} == \
+        {k: v for k, v in before.items() if k != "test"}
+    for (key, a), (_, b) in zip(leaves(before_params), leaves(air.pretrained("tiny")[0])):
+        np.testing.assert_array_equal(a, b, err_msg=key)
+    assert "re-measured at commit" in (models / "tiny.md").read_text()
+    for argv, message in ((["--rescore", "--name", "nope"], "--rescore: no pretrained model 'nope'"),
+                          ([str(tiny_run), "--rescore", "--name", "tiny"], "one of them"),
+                          (["--name", "tiny"], "one of them")):
+        assert cli.run(export.main, argv) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_export_refuses_bad_input(tiny_run, models, capsys):
@@ -159,7 +194,7 @@ def test_each_shipped_model_is_its_preset_and_scores_as_its_card_says(name):
     assert config == dataclasses.replace(air.preset(name), seed=card["seed"], dtype="float32")
     assert card["command"] == f"python -m experiments.train --preset {name} --seed {card['seed']}"
     n = 400
-    for family, changes in (("own", {}), ("pyro_scale", {"digit_size": export.PYRO_SCALE})):
+    for family, changes in export.FAMILIES:
         scenes = dataclasses.replace(config, n_test=n, eval_seed=config.eval_seed + 1, **changes)
         acc = family_scores(params, scenes, load_data(scenes, quiet=True).test)["count_acc"]
         expected = card["test"][family]["count_acc"]
