@@ -60,8 +60,10 @@ from air.train import training_scenes
 from air.viz import attention_figure, reconstruction_figure
 trained, trained_config = air.pretrained("paper")
 card = shipped.card("paper")
+own, pyro = card["test"]["own"], card["test"]["pyro"]
 print(f"paper: trained by `{card['command']}` in {card['wall_minutes']} min; test count accuracy at export "
-      f"{card['test']['own']['count_acc']:.3f} (own scenes), {card['test']['pyro_scale']['count_acc']:.3f} (Pyro scale)")
+      f"{own['count_acc']:.3f} on its own scenes, {pyro['count_acc']:.3f} on Pyro's ({pyro['searched_acc']:.3f} "
+      f"by search)")
 test_digits = digit_pools(load_mnist())["test"]
 test = training_scenes(trained_config, np.random.default_rng(0), test_digits, 500, every_count=True)
 found = air.infer(trained, trained_config, test.images)
