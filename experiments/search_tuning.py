@@ -99,8 +99,8 @@ def _plot(rows, path):
     axes[0].set_yticks(y)
     axes[0].set_yticklabels(labels, fontsize=8)
     axes[0].invert_yaxis()
-    axes[0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=7, frameon=False)
     fig.savefig(path, dpi=100)
 
 

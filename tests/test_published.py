@@ -115,35 +115,48 @@ def results_rows():
     return table(section("Results"), RESULTS_HEADER)
 
 
-def accuracy_figures(rows, compare, folder):
-    """The figures of an accuracy cell: the runs' own test scenes, then the 10,000-scene families (if any)."""
+def accuracy_figures(rows, folder):
+    """The figures of an accuracy cell: the runs' own test scenes (mean, sd, lowest, highest, scenes a run)."""
     accs = [float(r["test_count_acc"]) for r in rows]
     scored = {scenes_scored(folder / r["run"]) for r in rows}
     assert len(scored) == 1
-    expected = spread("test accuracy", accs) + [("test scenes a run", scored.pop())]
-    if compare is not None:
-        own, n_own = family(compare, "own")
-        pyro, n_pyro = family(compare, "pyro")
-        assert n_own == n_pyro
-        expected += [("compare scenes", n_own)] + spread("own family", own, False) + spread("Pyro scale", pyro, False)
-    return expected
+    return spread("test accuracy", accs) + [("test scenes a run", scored.pop())]
+
+
+def searched_family(path, name):
+    """(guide accuracies, searched accuracies, search seconds, log p(x) bounds) of one family in a compare.csv
+    written with --search, in seed order, and its scene count."""
+    rows = [r for r in read_csv(path) if r["family"] == name and r["split"] == "test"]
+    rows.sort(key=lambda r: int(r["run"].rpartition("seed")[2]))
+    assert [int(r["run"].rpartition("seed")[2]) for r in rows] == [0, 1, 2, 3, 4]
+    assert len({r["n_test"] for r in rows}) == 1
+    column = lambda key: [float(r[key]) for r in rows]
+    return (column("count_acc"), column("searched_acc"), column("search_seconds"), column("log_px"),
+            int(rows[0]["n_test"]))
 
 
 def test_paper_row(results_rows):
     cells = row(results_rows, "`paper` preset")
-    folder = RESULTS / "paper_enumerate_5seeds"
-    rows = runs(folder / "results.csv")
-    check(cells[2], accuracy_figures(rows, folder / "compare" / "compare.csv", folder), "paper, accuracy")
-    alone = json.loads((RESULTS / "time_to_accuracy" / "metrics.json").read_text())["wall_s"] / 60
-    # Seeds 0 and 4 shared the 2 cores with a third job (docs/results.md); seeds 1-3 ran two at a time.
-    check(cells[3], [("alone, minutes", alone)] + minutes(rows, {1, 2, 3}) + minutes(rows, {0, 4}), "paper, wall")
+    compare = RESULTS / "search_5seeds" / "compare.csv"
+    pyro_guide, pyro_searched, pyro_seconds, _, n = searched_family(compare, "pyro")
+    own_guide, own_searched, own_seconds, own_log_px, n_own = searched_family(compare, "own")
+    assert n == n_own
+    check(cells[2], [("scenes", n)] + spread("Pyro's, guide", pyro_guide) + spread("Pyro's, searched", pyro_searched)
+          + spread("own, guide", own_guide) + spread("own, searched", own_searched)
+          + spread("own log p(x) bound", own_log_px, False), "paper, accuracy")
+    rows = runs(RESULTS / "named_streams_5seeds" / "results.csv", "paper")
+    seconds = pyro_seconds + own_seconds
+    check(cells[3], minutes(rows, {0, 1, 2, 3, 4}) + [("search, fastest s", min(seconds)),
+                                                      ("search, slowest s", max(seconds)), ("scenes", n)],
+          "paper, wall")
 
 
 def test_reinforce_row(results_rows):
     cells = row(results_rows, "... with the paper's REINFORCE")
     folder = RESULTS / "presets_5seeds"
     rows = runs(folder / "results.csv", "paper")
-    check(cells[2], accuracy_figures(rows, folder / "compare" / "compare.csv", folder), "REINFORCE, accuracy")
+    assert numbers(cells[1]) == ["1000"] and scenes_scored(folder / rows[0]["run"]) == 1000
+    check(cells[2], accuracy_figures(rows, folder)[:4], "REINFORCE, accuracy")
     # Seed 0 shared the machine with two stray runs for 16 minutes (docs/results.md); seeds 1-4 ran two at a time.
     check(cells[3], minutes(rows, {1, 2, 3, 4}) + [("seed 0, minutes", float(rows[0]["wall_s"]) / 60)],
           "REINFORCE, wall")
@@ -153,7 +166,7 @@ def test_best_row(results_rows):
     cells = row(results_rows, "`best` preset")
     folder = RESULTS / "presets_5seeds"
     rows = runs(folder / "results.csv", "best")
-    check(cells[2], accuracy_figures(rows, None, folder), "best, accuracy")
+    check(cells[2], accuracy_figures(rows, folder), "best, accuracy")
     walls = [float(r["wall_s"]) for r in rows]
     check(cells[3], [("fastest, s", min(walls)), ("slowest, s", max(walls))], "best, wall")
 
@@ -174,9 +187,8 @@ def test_seed_row(results_rows):
 def test_each_of_our_rows_links_the_files_it_is_read_from_and_the_commands_that_write_them(results_rows):
     text = section("Results")
     commands = "\n".join(re.findall(r"```bash\n(.*?)```", text, flags=re.S))
-    expected = {"`paper` preset": ["paper_enumerate_5seeds/results.csv", "paper_enumerate_5seeds/compare/compare.csv",
-                                   "time_to_accuracy/metrics.json"],
-                "... with the paper's REINFORCE": ["presets_5seeds/results.csv", "presets_5seeds/compare/compare.csv"],
+    expected = {"`paper` preset": ["named_streams_5seeds/results.csv", "search_5seeds/compare.csv"],
+                "... with the paper's REINFORCE": ["presets_5seeds/results.csv"],
                 "`best` preset": ["presets_5seeds/results.csv"],
                 "`seed` preset": ["seed_benchmark/runs.csv"]}
     for prefix, files in expected.items():
@@ -233,17 +245,25 @@ def test_trained_models_table_is_each_models_card(name):
     cells = row(table(section("Trained models"), "| model | test count accuracy, own scenes |"), f"`{name}`")
     with np.load(ROOT / "air" / "models" / f"{name}.npz", allow_pickle=False) as shipped:
         card = json.loads(str(shipped["meta"]))["card"]
-    own, pyro = card["test"]["own"], card["test"]["pyro_scale"]
-    check(" | ".join(cells[1:5]), [("own accuracy", own["count_acc"]), ("own standard error", own["stderr"]),
-                                   ("Pyro-scale accuracy", pyro["count_acc"]), ("Pyro-scale standard error",
-                                                                                pyro["stderr"]),
-                                   ("own box IoU", own["box_iou"]), ("steps", card["steps"]),
+    own = card["test"]["own"]
+    expected = [("own accuracy", own["count_acc"]), ("own standard error", own["stderr"])]
+    if "searched_acc" in own:
+        expected.append(("own, searched", own["searched_acc"]))
+    check(cells[1], expected, f"shipped {name}, own")
+    if "pyro" in card["test"]:
+        pyro = card["test"]["pyro"]
+        check(cells[2], [("Pyro's accuracy", pyro["count_acc"]), ("its standard error", pyro["stderr"]),
+                         ("Pyro's, searched", pyro["searched_acc"]), ("its standard error", pyro["searched_stderr"])],
+              f"shipped {name}, Pyro's")
+        assert pyro["n_test"] == own["n_test"]
+    else:
+        assert cells[2].startswith("none"), f"shipped {name}: no Pyro family in its card, yet the README quotes one"
+    check(" | ".join(cells[3:5]), [("own box IoU", own["box_iou"]), ("steps", card["steps"]),
                                    ("wall minutes", card["wall_minutes"])], f"shipped {name}")
-    evidence = ROOT / "docs" / "results" / "evidence" / f"{name}.json"
-    if evidence.exists():  # the bound on log p(x), from its published file
-        found = json.loads(evidence.read_text())
+    if "evidence" in card["test"]:
+        found = card["test"]["evidence"]
         check(cells[5], [("log p(x) bound", found["log_px"]), ("its standard error", found["log_px_stderr"])],
               f"shipped {name}'s evidence")
     else:
-        assert cells[5].startswith("none"), f"shipped {name}: no evidence file, yet the README quotes one"
-    assert own["n_test"] == pyro["n_test"] == 5000  # the caption's "5,000 test scenes a family"
+        assert cells[5].startswith("none"), f"shipped {name}: no evidence in its card, yet the README quotes one"
+    assert own["n_test"] == 5000  # the caption's "5,000 test scenes a family"
