@@ -650,13 +650,15 @@ def write_training_gif(path, snapshots, images, true_counts, config, fps=6):
 def search_figure(images, true_counts, amortised, searched, n_scenes=8):
     """Scenes whose count the search changed (air.infer with search): per row the input, the guide's explanation
     and the searched one, each with its windows, titled with its count; the row says which was right and the
-    margin in nats by which the model's evidence preferred the searched count over the best other. Fixed scenes
-    first, then broken, then changed between two wrong counts; at most n_scenes."""
+    margin in nats by which the model's evidence preferred the searched count over the best other. At most
+    n_scenes: half of them fixed scenes, the rest broken ones, then changed between two wrong counts, then more
+    fixed ones where too few others changed."""
     changed = np.flatnonzero(amortised["count"] != searched["count"])
     right_before = amortised["count"][changed] == true_counts[changed]
     right_after = searched["count"][changed] == true_counts[changed]
-    order = np.concatenate([changed[right_after], changed[right_before], changed[~right_after & ~right_before]])
-    rows = order[:n_scenes]
+    fixed, others = changed[right_after], np.concatenate([changed[right_before], changed[~right_after & ~right_before]])
+    first = min(len(fixed), max(n_scenes - len(others), (n_scenes + 1) // 2))
+    rows = np.concatenate([fixed[:first], others[:n_scenes - first]]).astype(np.int64)
     size = images.shape[-1]
     board = Board(max(1, len(rows)), 3, size, gaps=0.08, row_gap=0.3, top=0.75, left=0.75, right=0.1,
                   min_width=3.6)
