@@ -2,13 +2,15 @@
 
 The guide proposes one explanation of a scene in one pass. Where two close digits fall in one window it counts
 one, although the generative model itself often scores two objects higher. `search` asks the model: for the
-guide's count n and its neighbours n - 1 and n + 1 it builds several starting explanations (proposals),
+guide's count n and its neighbours n - 1 and n + 1 it builds starting explanations (proposals; Search's default
+is the first two kinds, chosen on validation scenes by experiments.search_tuning):
 
-- the guide's own first n steps (each step is inferred as if the earlier ones were present, so the guide has
-  an answer for n + 1 objects too);
-- the guide's windows with one split in two along its ink's main axis, or with a window added on the largest
-  blob of ink nothing explains; with one window dropped, or two merged into one covering both;
-- windows on a weighted k-means of the ink's pixel coordinates, k = n,
+- "guide": the guide's own first steps (each step is inferred as if the earlier ones were present, so the guide
+  has an answer for n + 1 objects too);
+- "kmeans": windows on a weighted k-means of the ink's pixel coordinates, started along the ink's main axis
+  ("across": at right angles to it);
+- "split", "residual": the guide's windows with one split in two along its ink's main axis, or with a window
+  added on the largest blob of ink nothing explains; "drop", "merge": with one window dropped, or two merged;
 
 refines each by gradient ascent (Adam, through the renderer, differentiated by autograd) on
 
@@ -17,14 +19,14 @@ refines each by gradient ascent (Adam, through the renderer, differentiated by a
 and scores each count by an estimate of log p(x, n) around its best refined latents, the most probable count
 kept. A raw MAP value would be biased against objects: each object's D-dimensional prior density pays its
 normalising constant (about 46 nats for D = 50) with nothing to pay back the posterior's volume. The scores here
-include that volume: an importance-weighted estimate with k draws from a Gaussian centred at the refined latents
-("iw", a lower bound on log p(x, n) in expectation), or the ELBO of that Gaussian taken at its mean ("means").
-The Gaussian's spread is the guide's: z_what's from the glimpse encoder at the refined window, z_where's from
-the guide's first step.
+include that volume: the ELBO of a Gaussian centred at the refined latents with the likelihood at its mean
+("means", air.density.elbo_at_means), or an importance-weighted estimate with k draws from it ("iw", a lower
+bound on log p(x, n) in expectation). The Gaussian's spread is the guide's: z_what's from the glimpse encoder at
+the refined window, z_where's from the guide's first step.
 
-Searching costs tens of milliseconds a scene against a fraction of one for the guide, so `infer(...,
-search=...)` spends it only where it can matter: scenes whose amortised explanation leaves ink unexplained or
-whose guide is unsure of the count (`gate_statistics`).
+Searching costs milliseconds a scene against a fraction of one for the guide, so `infer(..., search=...)` spends
+it only where it can matter: scenes whose amortised reconstruction leaves a window's worth of ink unexplained
+(`unexplained_ink`, `gated`).
 """
 import dataclasses
 
