@@ -64,7 +64,8 @@ def evaluate(params, config, scenes):
 
 def family_scores(params, config, scenes):
     """The scores a comparison of scene families reports (compare.csv, a shipped model's card) of `params` on
-    `scenes`: the family's digit sides ("12-16", on 32 px; "pyro" for Pyro's generator's), the scene count, count accuracy and its binomial standard
+    `scenes`: the family's digit sides ("12-16", on 32 px; "pyro" for Pyro's generator's), the scene count, count
+    accuracy and its binomial standard
     error, accuracy per count 0-2 (NaN for a count that is missing), the shares of two-digit scenes counted as one
     (merged) and as three or more (split), and the box IoU."""
     s = evaluate(params, config, scenes)
@@ -98,7 +99,8 @@ def search_scores(params, config, scenes, options):
     stderr = lambda a: float(np.sqrt(a * (1 - a) / n))
     confusion = count_scores(scenes.counts, out["count"], config_max_digits(config, scenes) + 1,
                              config.max_steps + 1)["confusion"]
-    scores = {"count_acc": acc, "stderr": stderr(acc), "amortised_acc": amortised, "amortised_stderr": stderr(amortised),
+    scores = {"count_acc": acc, "stderr": stderr(acc), "amortised_acc": amortised,
+              "amortised_stderr": stderr(amortised),
               "fixed": int(np.sum(right & ~before)), "broken": int(np.sum(before & ~right)),
               "searched_share": float(np.mean(out["searched"])), "confusion": confusion, "seconds": seconds,
               "ms_per_scene": 1000.0 * seconds / max(n, 1), "n_scenes": n}

@@ -172,9 +172,9 @@ def residual_box(image, recon, side):
 
 def proposals(config, image, amortised, n, counts, kinds=PROPOSALS):
     """The starting explanations of one scene, of the kinds named (PROPOSALS; the empty scene for count 0 always):
-    a list of (count, where (count, 3), what (count, D) or None, kind), None where the glimpse encoder (or the prior mean) is to describe a window. `amortised` holds this
-    scene's guide answer: the guide's latents of every step, z_where (T, 3) and z_what (T, D), and its
-    reconstruction; n is its count."""
+    a list of (count, where (count, 3), what (count, D) or None, kind), None where the glimpse encoder (or the
+    prior mean) is to describe a window. `amortised` holds this scene's guide answer: the guide's latents of every
+    step, z_where (T, 3) and z_what (T, D), and its reconstruction; n is its count."""
     size, p = config.canvas_size, config.window_size
     where, what = amortised["z_where"], amortised["z_what"]
     boxes = window_boxes(where[:, 0], where[:, 1:], size, p)
@@ -276,10 +276,11 @@ def score(params, config, images, where, what, what_logvar, where_logsd, options
 
 
 def search(params, config, images, amortised, options=Search(), rng=None):
-    """The searched explanation of images (B, H, W) given the guide's amortised answer (air.infer without search,
-    plus the guide's "where_logsd" (B, T, 3) for a stochastic z_where): a dict with count (B,), z_where (B, T, 3),
-    z_what (B, T, D) (absent steps zero), margin (B,), the chosen count's score minus the best other count's, in
-    nats, and scores (B, T + 1), each count's best score (-inf where none was tried)."""
+    """The searched explanation of images (B, H, W) given the guide's amortised answer (air.infer's count, z_where,
+    z_what and recon, with guide_spreads' what_logvar and, for a stochastic z_where, where_logsd): a dict with count
+    (B,), z_where (B, T, 3), z_what (B, T, D) (absent steps zero), margin (B,), the chosen count's score minus the
+    best other count's, in nats, scores (B, T + 1), each count's best score (-inf where none was tried), and kind
+    (B,), the kind of proposal the chosen explanation started from."""
     t, d = config.max_steps, config.what_dim
     rng = numpy.random.default_rng(options.seed) if rng is None else rng
     log_prior_count = numpy.log(prior_count_probs(at_end(config).pres_prior))
@@ -296,14 +297,14 @@ def search(params, config, images, amortised, options=Search(), rng=None):
 def _search_chunk(params, config, images, amortised, rows, options, rng, log_prior_count, out):
     t, d = config.max_steps, config.what_dim
     dtype = numpy.dtype(config.dtype)
-    hyps = []  # (scene, count, where, what)
+    hyps = []  # (scene, count, where, what or None, kind)
     for i in rows:
         n = int(amortised["count"][i])
         counts = [m for m in (n - 1, n, n + 1) if 0 <= m <= t]
         scene = {key: amortised[key][i] for key in ("z_where", "z_what", "recon")}
         hyps += [(i, m, w, z, kind) for m, w, z, kind in proposals(config, images[i], scene, n, counts,
                                                                      options.proposals)]
-    best = {}  # scene -> (value, count, where, what)
+    best = {}  # scene -> (value, count, where, what, kind) of its best explanation so far
     for m in sorted({h[1] for h in hyps}):
         group = [h for h in hyps if h[1] == m]
         owner = numpy.array([h[0] for h in group])
@@ -319,7 +320,7 @@ def _search_chunk(params, config, images, amortised, rows, options, rng, log_pri
             if given.any():
                 what[given] = numpy.stack([h[3] for h in group if h[3] is not None])
             if (~given).any() and config.object_encoder == "glimpse":
-                what[~given] = _glimpse_means(params, config, frames[~given], where[~given])
+                what[~given] = _glimpses(params, config, frames[~given], where[~given])[0]
             where, what = refine(params, config, frames, where, what, options)
             what_logvar, where_logsd = _spreads(params, config, frames, where, amortised, owner)
             values = score(params, config, frames, where, what, what_logvar, where_logsd, options, rng) \
@@ -335,13 +336,15 @@ def _search_chunk(params, config, images, amortised, rows, options, rng, log_pri
         out["margin"][i] = value - (others.max() if numpy.isfinite(others).any() else -numpy.inf)
 
 
-def _glimpse_means(params, config, frames, where):
-    """z_what's posterior mean (R, K, D) from the glimpse encoder at every window."""
+def _glimpses(params, config, frames, where):
+    """z_what's posterior (mean, log-variance), each (R, K, D), from the glimpse encoder at every window of where
+    (R, K, 3), cropped from frames (R, H, W)."""
     r, k, _ = where.shape
-    mean, _ = glimpse_posterior(params, config, numpy.repeat(frames, k, axis=0),
-                                numpy.clip(where[..., 0], *config.log_scale_range).reshape(r * k),
-                                where[..., 1:].reshape(r * k, 2))
-    return numpy.asarray(mean).reshape(r, k, config.what_dim)
+    mean, logvar = glimpse_posterior(params, config, numpy.repeat(frames, k, axis=0),
+                                     numpy.clip(where[..., 0], *config.log_scale_range).reshape(r * k),
+                                     where[..., 1:].reshape(r * k, 2))
+    shape = (r, k, config.what_dim)
+    return numpy.asarray(mean).reshape(shape), numpy.asarray(logvar).reshape(shape)
 
 
 def _spreads(params, config, frames, where, amortised, owner):
@@ -349,10 +352,7 @@ def _spreads(params, config, frames, where, amortised, owner):
     windows (or the guide's step 0 without one), z_where's log sd (R, K, 3) from the guide's first step."""
     r, k, _ = where.shape
     if config.object_encoder == "glimpse":
-        _, logvar = glimpse_posterior(params, config, numpy.repeat(frames, k, axis=0),
-                                      numpy.clip(where[..., 0], *config.log_scale_range).reshape(r * k),
-                                      where[..., 1:].reshape(r * k, 2))
-        what_logvar = numpy.asarray(logvar).reshape(r, k, config.what_dim)
+        what_logvar = _glimpses(params, config, frames, where)[1]
     else:
         what_logvar = numpy.repeat(amortised["what_logvar"][owner, :1], k, axis=1)
     where_logsd = numpy.zeros((r, k, 3), frames.dtype)

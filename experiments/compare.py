@@ -27,8 +27,8 @@ from air.marginal import NotALikelihood, evidence_summary
 from air.metrics import family_scores, search_scores
 from experiments.cli import Parser, UsageError, add_search_flags, load_data, run, search_options
 
-FIELDS = ("run", "family", "split", "digit_size", "n_test", "count_acc", "stderr", "acc_0", "acc_1", "acc_2", "merged_two",
-          "split_two", "box_iou", "train_minutes", "elbo", "elbo_stderr", "log_px", "log_px_stderr", "evidence_k",
+FIELDS = ("run", "family", "split", "digit_size", "n_test", "count_acc", "stderr", "acc_0", "acc_1", "acc_2",
+          "merged_two", "split_two", "box_iou", "train_minutes", "elbo", "elbo_stderr", "log_px", "log_px_stderr", "evidence_k",
           "evidence_scenes", "searched_acc", "searched_stderr", "fixed", "broken", "searched_share", "search_seconds")
 
 

@@ -95,7 +95,8 @@ def main(argv=None):
               f"(importance-weighted, k = {k}; comparable only between models of one likelihood)")
     if options:
         found = scores["search"]
-        print(f"searched count   {found['count_acc']:.4f} +- {found['stderr']:.4f}   (guide alone {found['amortised_acc']:.4f}; "
+        print(f"searched count   {found['count_acc']:.4f} +- {found['stderr']:.4f}   "
+              f"(guide alone {found['amortised_acc']:.4f}; "
               f"{found['fixed']} fixed, {found['broken']} broken; {100 * found['searched_share']:.1f}% of scenes "
               f"searched; {found['seconds']:.1f} s of process time, {found['ms_per_scene']:.2f} ms a scene)")
         if args.search_figure:

@@ -122,7 +122,8 @@ def ks_test(a, b):
 
 def main(argv=None):
     parser = Parser(prog="python -m experiments.pyro_family", description=__doc__.splitlines()[0])
-    parser.add_argument("--pyro-file", required=True, metavar="PATH", help="Pyro's pyro/contrib/examples/multi_mnist.py")
+    parser.add_argument("--pyro-file", required=True, metavar="PATH",
+                        help="Pyro's pyro/contrib/examples/multi_mnist.py")
     parser.add_argument("--n", type=int, default=10_000, help="scenes from each generator (default 10,000)")
     parser.add_argument("--canvas-size", type=int, default=50, help="canvas side in px (default 50, Pyro's)")
     parser.add_argument("--seed", type=int, default=0, help="seeds both generators (default 0)")
@@ -133,7 +134,8 @@ def main(argv=None):
     module = load_pyro_generator(args.pyro_file)
     digits = digit_pools(load_mnist())["test"]
     rng = np.random.default_rng(args.seed)
-    counts = rng.integers(0, 3, size=args.n)  # one draw of counts for both: the comparison is of what a count looks like
+    # One draw of counts for both generators: the comparison is of what a count looks like.
+    counts = rng.integers(0, 3, size=args.n)
     ours, _, boxes = pyro_layers(rng, digits, counts, args.canvas_size)
     frames = (boxes[..., 2] - boxes[..., 0])[~np.isnan(boxes[..., 0])]
     theirs, their_frames = pyro_draws(module, digits, counts, args.canvas_size, args.seed)

@@ -26,6 +26,9 @@ from tests.conftest import TINY, write_synthetic_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_FLAGS = ["--n-train", "64", "--n-val", "32", "--n-test", "32", "--n-epochs", "2", "--batch-size", "16"]
+# With TINY_FLAGS, a tiny model whose objective is an ELBO (it has an evidence and can be searched).
+ELBO_FLAGS = ["--likelihood", "gaussian", "--kl-what-weight", "1", "--kl-pres-weight", "1", "--pres-estimator",
+              "enumerate"]
 
 
 def exit_and_error(capsys, main, argv):

@@ -180,11 +180,10 @@ def test_evaluate_and_compare_report_the_searched_count(tmp_path, capsys):
 def test_compare_writes_the_search_columns(tmp_path, mnist_dir, monkeypatch, capsys):
     import csv
     from experiments import cli, compare, train
-    from tests.test_cli import TINY_FLAGS
+    from tests.test_cli import ELBO_FLAGS, TINY_FLAGS
     monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
     run = tmp_path / "run"  # a tiny model whose objective is an ELBO, so it can be searched
-    elbo = ["--likelihood", "gaussian", "--kl-what-weight", "1", "--kl-pres-weight", "1", "--pres-estimator", "enumerate"]
-    assert cli.run(train.main, [*TINY_FLAGS, *elbo, "--out", str(run), "--no-figures", "--quiet"]) == 0
+    assert cli.run(train.main, [*TINY_FLAGS, *ELBO_FLAGS, "--out", str(run), "--no-figures", "--quiet"]) == 0
     out = tmp_path / "compare"
     argv = [str(run), "--family", "pyro", "--n-test", "40", "--evidence-k", "0", "--search", "--search-steps", "5",
             "--search-gate", "-1", "--out", str(out)]

@@ -11,7 +11,7 @@ from air.metrics import family_scores
 from air.tree import leaves
 from experiments import cli, evaluate, export, train, visualize
 from experiments.cli import load_data
-from tests.test_cli import TINY_FLAGS
+from tests.test_cli import ELBO_FLAGS, TINY_FLAGS
 
 
 @pytest.fixture
@@ -114,9 +114,8 @@ def test_export_writes_a_model_and_its_card(tiny_run, models, capsys):
 def test_an_elbo_models_card_holds_its_searched_count_and_evidence(tmp_path, mnist_dir, models, monkeypatch):
     monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
     run_dir = tmp_path / "elbo"
-    elbo = ["--likelihood", "gaussian", "--kl-what-weight", "1", "--kl-pres-weight", "1", "--pres-estimator", "enumerate",
-            "--canvas-size", "50"]  # Pyro's canvas, so the card scores Pyro's scenes too
-    assert cli.run(train.main, [*TINY_FLAGS, *elbo, "--out", str(run_dir), "--no-figures", "--quiet"]) == 0
+    pyro_canvas = ["--canvas-size", "50"]  # Pyro's canvas, so the card scores Pyro's scenes too
+    assert cli.run(train.main, [*TINY_FLAGS, *ELBO_FLAGS, *pyro_canvas, "--out", str(run_dir), "--no-figures", "--quiet"]) == 0
     assert cli.run(export.main, [str(run_dir), "--name", "small", "--n-test", "30"]) == 0
     card = shipped.card("small")
     assert card["test"]["pyro"]["digit_size"] == "pyro" and card["test"]["pyro"]["n_test"] == 30
@@ -124,7 +123,8 @@ def test_an_elbo_models_card_holds_its_searched_count_and_evidence(tmp_path, mni
     for family in ("own", "pyro"):
         assert 0.0 <= card["test"][family]["searched_acc"] <= 1.0 and card["test"][family]["searched_stderr"] >= 0
     evidence = card["test"]["evidence"]
-    assert evidence["evidence_k"] == 100 and evidence["evidence_scenes"] == 30 and evidence["log_px"] >= evidence["elbo"]
+    assert evidence["evidence_k"] == 100 and evidence["evidence_scenes"] == 30
+    assert evidence["log_px"] >= evidence["elbo"]
     assert f"log p(x) >= {evidence['log_px']:.1f}" in (models / "small.md").read_text()
 
 
