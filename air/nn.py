@@ -34,10 +34,11 @@ def conv3x3(params, x):
     {'w': (9 C_in, C_out), 'b': (C_out,)}, the rows of w ordered by (row offset, column offset, input channel).
     Written as the nine shifted copies of x side by side and one matmul (im2col). Each copy is a roll with
     the wrapped-round edge masked to zero, not a slice of a padded x: autograd's backward of a slice is a
-    scatter (np.add.at), many times slower than a roll back."""
+    scatter (np.add.at), many times slower than a roll back. The matmul is one 2-D product: on the 4-D columns,
+    autograd's gradient for w would form a (N, H, 9 C_in, C_out) array before summing it."""
     n, h, w, c = x.shape
     columns = np.concatenate([_shifted(x, i, j) for i in (-1, 0, 1) for j in (-1, 0, 1)], axis=3)
-    return dense(params, columns)
+    return np.reshape(dense(params, np.reshape(columns, (n * h * w, 9 * c))), (n, h, w, -1))
 
 
 def _shifted(x, di, dj):

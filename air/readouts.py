@@ -7,7 +7,8 @@ raw pixels and a small CNN on them.
 Tasks, on scenes of the model's own family (canvas, digit sizes, overlap rule):
 
 - sum: the sum of the digits' labels in a scene of 0..max_digits digits (19 classes for two digits; an empty
-  scene sums to 0). The paper sums the digits of its multi-MNIST scenes the same way.
+  scene sums to 0).
+- sum2: the same sum on scenes of exactly two digits, the paper's protocol (its tasks are on two-digit scenes).
 - order: on two-digit scenes, whether the left digit's label is smaller than the right one's (left and right by
   the centres of the digits' boxes; equal labels count as not ascending). The paper asks whether the digits are
   in ascending order; this fixes which order (left to right) and what a tie is.
@@ -17,29 +18,41 @@ Tasks, on scenes of the model's own family (canvas, digit sizes, overlap rule):
 Readouts (features): "objects", one digit MLP shared by the object slots (for the sum, the slots' digit
 distributions are convolved, an absent slot adding 0; for the order, P(left < right) of the first two slots;
 for the digit, the first slot's distribution); "air", an MLP on all the AIR features side by side; "pixels",
-the same MLP on the raw pixels; "cnn", two 3x3 convolutions (8 and 16 channels, each with ReLU and 2x2 average
-pooling) and the same MLP on the pixels. The AIR features put the present steps in a fixed order, left to
-right by tx (absent steps zero, last), so that "the first object" means the same thing in every scene. Every
-classifier trains with Adam (air.optim; lr 1e-3, batch 64) for a number of passes over its labelled scenes, at
-least 100 steps and at most a given number (n_steps). The classifiers are params-first functions, differentiated
-by autograd.
+the same MLP on the raw pixels; "cnn", a competent pixel baseline: three blocks of a 3x3 convolution (16, 32
+and 64 channels), batch normalisation, ReLU and 2x2 max pooling, then a head that pools the last feature map
+globally (its maximum and mean over the image) for the sum and the digit, or over rows only, keeping its columns
+as left-to-right bands, for the order, and the same MLP. The AIR features put the present steps in a fixed
+order, left to right by tx (absent steps zero, last), so that "the first object" means the same thing in every
+scene.
+
+Every classifier trains with Adam (air.optim; lr 1e-3, batch 64) for a number of passes over its labelled
+scenes, at least 100 steps and at most a given number (n_steps), and stops early: a tenth of the labelled
+scenes (from 20 of them on) is held out, scored every twentieth of the steps, and the parameters that scored
+best on it are kept; training ends after five checks without a gain. Batch normalisation uses each batch's statistics in training and their running averages
+(momentum 0.9) when it scores. The classifiers are params-first functions, differentiated by autograd.
 """
 import time
+from dataclasses import dataclass
 
 import autograd
 import autograd.numpy as anp
 import numpy as np
 
 from air.data import config_scenes, digit_pools, load_mnist
+from air.guide import guide
 from air.model import infer
 from air.nn import conv3x3, he_normal, mlp, relu
+from autograd.tracer import getval
 from air.optim import adam_init, adam_params, adam_update
 from air.tree import Layout
 
 FEATURES = ("objects", "air", "pixels", "cnn")
-TASKS = ("sum", "order", "digit")
-HIDDEN = 128  # the MLP's hidden width, on AIR features and on pixels alike
+TASKS = ("sum", "order", "digit", "sum2")  # the order seeds each task's scenes
+HIDDEN = 512  # the MLPs' hidden width, on AIR features and on pixels alike (chosen on validation scenes)
 BATCH = 64
+CHANNELS = (16, 32, 64)  # the pixel CNN's three convolution blocks
+MOMENTUM = 0.9  # of batch normalisation's running averages
+PATIENCE = 5  # early stopping ends training after this many checks (a twentieth of the steps each) without a gain
 
 
 # --- tasks and features ----------------------------------------------------------------------------------------
@@ -48,7 +61,9 @@ BATCH = 64
 def task_targets(task, scenes):
     """(targets (n,) int, number of classes) of a task on air.data.Scenes."""
     labels = np.where(scenes.labels >= 0, scenes.labels, 0)
-    if task == "sum":
+    if task == "sum2" and not np.all(scenes.counts == 2):
+        raise ValueError("the sum2 task needs two-digit scenes")
+    if task in ("sum", "sum2"):
         return labels.sum(axis=1).astype(np.int64), 9 * scenes.labels.shape[1] + 1
     if task == "digit":
         if not np.all(scenes.counts == 1):
@@ -63,15 +78,23 @@ def task_targets(task, scenes):
 
 
 def task_scenes(task, config, pool, n, rng):
-    """n scenes for a task: the model's family; two digits each for the order task, one for the digit task."""
-    counts = {"order": np.full(n, 2), "digit": np.full(n, 1)}.get(task)
+    """n scenes for a task: the model's family; two digits each for the sum2 and order tasks, one for the digit
+    task."""
+    counts = {"sum2": np.full(n, 2), "order": np.full(n, 2), "digit": np.full(n, 1)}.get(task)
     return config_scenes(config, rng, pool, n, counts=counts, dtype=np.float32)
 
 
-def air_features(params, config, images):
-    """(n, F) features of a frozen AIR: the count one-hot, then per step slot (present steps left to right by tx,
-    absent ones zero and last) a presence flag, z_where (log s, tx, ty) and z_what's posterior mean."""
-    out = infer(params, config, images)
+def air_features(params, config, images, batch_size=500):
+    """Features of a frozen AIR, (x, spread), each (n, F): x holds the count one-hot, then per step slot (present
+    steps left to right by tx, absent ones zero and last) a presence flag, z_where (log s, tx, ty) and z_what's
+    posterior mean; spread holds the guide's posterior standard deviations of the same z_where (zero where
+    z_where is deterministic) and z_what entries (zero elsewhere), from which fit can draw the latents instead
+    of reading their means."""
+    out = infer(params, config, images, batch_size=batch_size)
+    posts = [guide(params, config, images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+    where_sd = np.exp(np.concatenate([post["where_logsd"] if post.get("where_logsd") is not None
+                                      else np.full(post["shift"].shape[:2] + (3,), -np.inf) for post in posts]))
+    what_sd = np.exp(0.5 * np.concatenate([post["what_logvar"] for post in posts]))
     t = config.max_steps
     present = out["z_pres"].astype(bool)
     key = np.where(present, out["z_where"][..., 1], np.inf)  # absent steps sort after every present one
@@ -79,48 +102,88 @@ def air_features(params, config, images):
     take = lambda a: np.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)
     on = take(present[..., None].astype(np.float32))
     slots = np.concatenate([on, take(out["z_where"]) * on, take(out["z_what"]) * on], axis=2)
+    spreads = np.concatenate([0 * on, take(where_sd) * on, take(what_sd) * on], axis=2)
     count = np.eye(t + 1, dtype=np.float32)[out["count"]]
-    return np.concatenate([count, slots.reshape(len(images), -1)], axis=1).astype(np.float32)
+    flat = lambda a: a.reshape(len(images), -1)
+    return (np.concatenate([count, flat(slots)], axis=1).astype(np.float32),
+            np.concatenate([0 * count, flat(spreads)], axis=1).astype(np.float32))
 
 
 def readout_inputs(readouts, params, config, images):
-    """readout -> its inputs for `images`: the AIR features (computed once for both AIR readouts), the flat
-    pixels, or the images themselves for the CNN."""
+    """readout -> (its inputs for `images`, their spread or None): the AIR features and their posterior spreads
+    (computed once for both AIR readouts), the flat pixels, or the images themselves for the CNN."""
     latents = air_features(params, config, images) if {"objects", "air"} & set(readouts) else None
-    every = {"objects": latents, "air": latents, "pixels": images.reshape(len(images), -1), "cnn": images}
+    every = {"objects": latents, "air": latents, "pixels": (images.reshape(len(images), -1), None),
+             "cnn": (images, None)}
     return {readout: every[readout] for readout in readouts}
 
 
 # --- classifiers -----------------------------------------------------------------------------------------------
 
 
-def init_classifier(rng, readout, n_in, n_classes, image_side=None):
+def init_classifier(rng, readout, task, n_in, n_classes, image_side=None, hidden=HIDDEN):
     """The parameters of a readout: 'objects' (n_in = one slot's features), 'cnn' (on image_side^2 pixels) or
-    'mlp'; each ends in the same MLP of HIDDEN units."""
+    'mlp'; each ends in an MLP of `hidden` units."""
     if readout == "objects":
-        return {"digit": [he_normal(rng, n_in, HIDDEN, np.float32), he_normal(rng, HIDDEN, 10, np.float32)]}
-    first = n_in
-    if readout == "cnn":
-        conv = [he_normal(rng, 9 * 1, 8, np.float32), he_normal(rng, 9 * 8, 16, np.float32)]
-        first = (image_side // 2 // 2) ** 2 * 16
-    head = {"mlp": [he_normal(rng, first, HIDDEN, np.float32), he_normal(rng, HIDDEN, n_classes, np.float32)]}
-    return {"conv": conv, **head} if readout == "cnn" else head
+        return {"digit": [he_normal(rng, n_in, hidden, np.float32), he_normal(rng, hidden, 10, np.float32)]}
+    if readout != "cnn":
+        return {"mlp": [he_normal(rng, n_in, hidden, np.float32), he_normal(rng, hidden, n_classes, np.float32)]}
+    blocks, c_in = [], 1
+    for c in CHANNELS:
+        blocks.append({"w": he_normal(rng, 9 * c_in, c, np.float32)["w"], "gamma": np.ones(c, np.float32),
+                       "beta": np.zeros(c, np.float32)})
+        c_in = c
+    side = image_side
+    for _ in CHANNELS:
+        side = (side + 1) // 2
+    n_head = 2 * c_in * (side if task == "order" else 1)
+    return {"conv": blocks,
+            "mlp": [he_normal(rng, n_head, hidden, np.float32), he_normal(rng, hidden, n_classes, np.float32)]}
 
 
-def _pooling_matrix(size):
-    """(size // 2, size): each row averages two neighbouring pixels (an odd last one dropped)."""
-    m = np.zeros((size // 2, size), np.float32)
-    rows = np.arange(size // 2)
-    m[rows, 2 * rows] = m[rows, 2 * rows + 1] = 0.5
-    return m
+def max_pool2(x):
+    """2 x 2 max pooling of x (N, H, W, C), an odd last row or column padded with zeros (exact for a ReLU after
+    it, or before it on x >= 0), as the maximum of the
+    two halves of each pair of rows, then of columns (split and maximum have cheap backward passes in autograd;
+    a slice's would be a slow scatter, and a max over axes costs more)."""
+    n, h, w, c = x.shape
+    if h % 2 or w % 2:
+        x = anp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), "constant")
+    h, w = x.shape[1] // 2, x.shape[2] // 2
+    x = anp.reshape(x, (n, h, 2, w, 2, c))
+    x = anp.maximum(*anp.split(x, 2, axis=2))
+    x = anp.maximum(*anp.split(x, 2, axis=4))
+    return anp.reshape(x, (n, h, w, c))
 
 
-def pool2(x):
-    """2 x 2 average pooling of x (N, H, W, C), an odd last row or column dropped: two matmuls with a fixed
-    pooling matrix (a slice would record a slow scatter in autograd's backward pass)."""
-    rows, cols = _pooling_matrix(x.shape[1]), _pooling_matrix(x.shape[2])
-    x = anp.matmul(rows, anp.transpose(x, (0, 3, 1, 2)))  # (N, C, H // 2, W)
-    return anp.transpose(anp.matmul(x, cols.T), (0, 2, 3, 1))
+def batch_norm(block, h, stats=None, record=None):
+    """h (N, H, W, C) normalised per channel by the batch's mean and variance (stats None; their values are
+    appended to `record` if given) or by given (mean, variance), then scaled by gamma and shifted by beta.
+    Written as one scale and one shift of h, which autograd differentiates at about half the cost of
+    (h - mean) / sd * gamma + beta with np.var."""
+    if stats is None:
+        flat = anp.reshape(h, (-1, h.shape[3]))
+        mean = anp.sum(flat, axis=0) / flat.shape[0]
+        centred = flat - mean
+        var = anp.sum(centred * centred, axis=0) / flat.shape[0]
+        if record is not None:
+            record.append((getval(mean), getval(var)))
+    else:
+        mean, var = stats
+    scale = block["gamma"] / anp.sqrt(var + 1e-5)
+    return h * scale + (block["beta"] - mean * scale)
+
+
+def cnn_features(params, images, task, stats=None, record=None):
+    """The CNN's pooled features of images (N, H, W): three convolution blocks, then the maximum and the mean
+    of the last map over the image (N, 2 C), or, for the order task, over its rows only (N, 2 C W')."""
+    h = images[..., None]
+    for i, block in enumerate(params["conv"]):
+        h = conv3x3({"w": block["w"], "b": 0.0}, h)
+        h = relu(max_pool2(batch_norm(block, h, None if stats is None else stats[i], record)))  # = pool(relu)
+    axes = 1 if task == "order" else (1, 2)
+    pooled = anp.concatenate([anp.max(h, axis=axes), anp.mean(h, axis=axes)], axis=-1)
+    return anp.reshape(pooled, (pooled.shape[0], -1))
 
 
 def sum_matrix(n_left, n_right):
@@ -155,21 +218,21 @@ def object_log_probs(params, x, task, max_steps):
     return anp.log(dist + 1e-7)
 
 
-def scores(params, x, readout, task, max_steps):
-    """Unnormalised log-probabilities of the classes for a batch: x (N, F) features or (N, H, W) images."""
+def scores(params, x, readout, task, max_steps, stats=None, record=None):
+    """Unnormalised log-probabilities of the classes for a batch: x (N, F) features or (N, H, W) images. For the
+    CNN, `stats` are batch normalisation's (mean, variance) per block, or None for the batch's own (recorded in
+    `record` if given)."""
     if readout == "objects":
         return object_log_probs(params, x, task, max_steps)
     if readout == "cnn":
-        h = x[..., None]
-        for layer in params["conv"]:
-            h = pool2(relu(conv3x3(layer, h)))
-        x = h.reshape(h.shape[0], -1)
+        x = cnn_features(params, x, task, stats, record)
     return mlp(params["mlp"], x)
 
 
-def cross_entropy(params, x, y, readout, task, max_steps):
-    """The mean cross-entropy of a readout's classes against the targets y (N,): what fit minimises."""
-    z = scores(params, x, readout, task, max_steps)
+def cross_entropy(params, x, y, readout, task, max_steps, record=None):
+    """The mean cross-entropy of a readout's classes against the targets y (N,): what fit minimises (the CNN
+    with its batch's statistics, appended to `record` if given)."""
+    z = scores(params, x, readout, task, max_steps, record=record)
     z = z - anp.max(z, axis=1, keepdims=True)
     log_p = z - anp.log(anp.sum(anp.exp(z), axis=1, keepdims=True))
     return -anp.mean(anp.sum(log_p * np.eye(z.shape[1], dtype=np.float32)[y], axis=1))
@@ -178,61 +241,121 @@ def cross_entropy(params, x, y, readout, task, max_steps):
 # --- training and scoring --------------------------------------------------------------------------------------
 
 
+@dataclass
+class Classifier:
+    """A trained readout: its parameters, what it reads and answers, and (the CNN's) batch-norm statistics."""
+    params: dict
+    readout: str
+    task: str
+    max_slots: int
+    stats: list = None
+    steps: int = 0  # the Adam step whose parameters were kept (early stopping)
+
+    def scores(self, x):
+        return scores(self.params, x, self.readout, self.task, self.max_slots, self.stats)
+
+
 def n_steps(n, passes, max_steps):
     """Adam steps for n labelled scenes: `passes` passes of batch BATCH, at least 100 steps, at most max_steps."""
     return int(min(max_steps, max(100, passes * n // min(BATCH, n))))
 
 
-def fit(readout, task, x, y, n_classes, seed, steps, max_slots, lr=1e-3):
-    """(params, readout, task, max_slots): a classifier trained by Adam on (x, y) for `steps` steps."""
+def held_out(n):
+    """How many of n labelled scenes early stopping holds out: a tenth, from 20 scenes on (none below)."""
+    return n // 10 if n >= 20 else 0
+
+
+def fit(readout, task, x, y, n_classes, seed, steps, max_slots, lr=1e-3, hidden=HIDDEN, spread=None):
+    """A Classifier trained by Adam on (x, y) for up to `steps` steps, stopped early on a held-out tenth (see
+    the module docstring). With `spread` (x's shape), every training batch is drawn from N(x, spread^2): for
+    AIR's features, latents drawn from the guide's posterior instead of its means (the held-out tenth and
+    scoring read the means)."""
     rng = np.random.default_rng(seed)
     n_in = (x.shape[-1] - max_slots - 1) // max_slots - 1 if readout == "objects" else x.shape[-1]
-    params = init_classifier(rng, readout, n_in, n_classes, x.shape[1] if readout == "cnn" else None)
+    params = init_classifier(rng, readout, task, n_in, n_classes, x.shape[1] if readout == "cnn" else None, hidden)
+    order = rng.permutation(len(x))
+    n_val = held_out(len(x))
+    (x_val, y_val), (x, y) = (x[order[:n_val]], y[order[:n_val]]), (x[order[n_val:]], y[order[n_val:]])
+    spread = None if spread is None else spread[order[n_val:]]
     layout = Layout(params)
-    loss = lambda flat, xb, yb: cross_entropy(layout.unflatten(flat), xb, yb, readout, task, max_slots)
+    record = []
+    loss = lambda flat, xb, yb: cross_entropy(layout.unflatten(flat), xb, yb, readout, task, max_slots, record)
     grad = autograd.grad(loss)
     state = adam_init(layout.flatten(params))
+    stats = [(np.zeros(c, np.float32), np.ones(c, np.float32)) for c in CHANNELS] if readout == "cnn" else None
     batch = min(BATCH, len(x))
-    for _ in range(steps):
+    check = max(1, steps // 20)
+    best, best_acc, since_best = None, -1.0, 0
+    for step in range(1, steps + 1):
+        if since_best >= PATIENCE:
+            break
         pick = rng.choice(len(x), size=batch, replace=False)
-        state = adam_update(state, grad(adam_params(state), x[pick], y[pick]), lr)
-    return layout.unflatten(adam_params(state)), readout, task, max_slots
+        xb = x[pick] if spread is None else \
+            x[pick] + spread[pick] * rng.standard_normal(x[pick].shape).astype(x.dtype)
+        record.clear()
+        state = adam_update(state, grad(adam_params(state), xb, y[pick]), lr)
+        if stats is not None:
+            stats = [(MOMENTUM * m + (1 - MOMENTUM) * bm, MOMENTUM * v + (1 - MOMENTUM) * bv)
+                     for (m, v), (bm, bv) in zip(stats, record)]
+        if n_val and (step % check == 0 or step == steps):
+            model = Classifier(layout.unflatten(adam_params(state)), readout, task, max_slots, stats, step)
+            acc = accuracy(model, x_val, y_val)
+            if acc > best_acc:
+                best, best_acc, since_best = model, acc, 0
+            else:
+                since_best += 1
+    if best is None:
+        best = Classifier(layout.unflatten(adam_params(state)), readout, task, max_slots, stats, steps)
+    return best
 
 
 def accuracy(model, x, y, batch_size=500):
-    """The share of x whose most probable class under `model` (fit's result) is y."""
-    params, readout, task, max_slots = model
-    predicted = np.concatenate([np.argmax(scores(params, x[i:i + batch_size], readout, task, max_slots), axis=1)
+    """The share of x whose most probable class under a Classifier is y."""
+    predicted = np.concatenate([np.argmax(model.scores(x[i:i + batch_size]), axis=1)
                                 for i in range(0, len(x), batch_size)])
     return float(np.mean(predicted == y))
 
 
-def run_experiment(params, config, tasks, readouts, budgets, seeds, passes, max_steps, n_test, report=print):
-    """One row per task, readout, label budget and classifier seed: its test accuracy, test scenes, Adam steps
-    and seconds. Labelled scenes are drawn from the training digits (a fresh draw for every classifier seed) and
-    scored on n_test scenes of the test digits."""
+@dataclass(frozen=True)
+class Training:
+    """How every classifier of an experiment trains: `passes` over its labelled scenes in Adam steps of BATCH, at
+    least 100 and at most `max_steps` (n_steps), an MLP of `hidden` units, and for AIR's readouts, batches of
+    latents drawn from the guide's posterior (`draws`) or its means."""
+    passes: int = 100
+    max_steps: int = 8000
+    hidden: int = HIDDEN
+    draws: bool = True
+
+
+def run_experiment(params, config, tasks, readouts, budgets, seeds, training, n_test, split="test", report=print):
+    """One row per task, readout, label budget and classifier seed: its accuracy on n_test scenes of the `split`
+    digits ('test', or 'val' to choose settings on), the Adam steps it had and kept, and seconds. Labelled scenes
+    are drawn from the training digits (a fresh draw for every classifier seed); the smaller budgets are the
+    first scenes of the largest."""
     pools = digit_pools(load_mnist())
     rows = []
     for task in tasks:
-        test = task_scenes(task, config, pools["test"], n_test, np.random.default_rng([TASKS.index(task), 1]))
-        y_test, n_classes = task_targets(task, test)
-        test_inputs = readout_inputs(readouts, params, config, test.images)
+        scored = task_scenes(task, config, pools[split], n_test, np.random.default_rng([TASKS.index(task), 1]))
+        y_scored, n_classes = task_targets(task, scored)
+        scored_inputs = readout_inputs(readouts, params, config, scored.images)
         for seed in seeds:
-            # A fresh labelled draw per seed; the smaller budgets are its first scenes.
             train = task_scenes(task, config, pools["train"], max(budgets),
                                 np.random.default_rng([TASKS.index(task), 0, seed]))
             y_train, _ = task_targets(task, train)
             train_inputs = readout_inputs(readouts, params, config, train.images)
             for readout in readouts:
-                x_train, x_test = train_inputs[readout], test_inputs[readout]
+                (x_train, spread), (x_scored, _) = train_inputs[readout], scored_inputs[readout]
                 for budget in budgets:
                     began = time.perf_counter()
-                    steps = n_steps(budget, passes, max_steps)
+                    steps = n_steps(budget, training.passes, training.max_steps)
                     model = fit(readout, task, x_train[:budget], y_train[:budget], n_classes, seed, steps,
-                                config.max_steps)
+                                config.max_steps, hidden=training.hidden,
+                                spread=spread[:budget] if training.draws and spread is not None else None)
                     rows.append({"task": task, "features": readout, "labelled": budget, "seed": seed,
-                                 "test_acc": round(accuracy(model, x_test, y_test), 4), "n_test": n_test,
-                                 "steps": steps, "seconds": round(time.perf_counter() - began, 2)})
-                    report(f"{task:5s}  {readout:7s}  {budget:6d} labelled  seed {seed}  test accuracy "
-                           f"{rows[-1]['test_acc']:.3f}  ({steps} steps, {rows[-1]['seconds']:.1f} s)")
+                                 f"{split}_acc": round(accuracy(model, x_scored, y_scored), 4), "n_scored": n_test,
+                                 "steps": steps, "kept_step": model.steps,
+                                 "seconds": round(time.perf_counter() - began, 2)})
+                    report(f"{task:5s}  {readout:7s}  {budget:6d} labelled  seed {seed}  {split} accuracy "
+                           f"{rows[-1][f'{split}_acc']:.3f}  (kept step {model.steps} of {steps}, "
+                           f"{rows[-1]['seconds']:.1f} s)")
     return rows

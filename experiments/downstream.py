@@ -2,11 +2,12 @@
 
 The paper's representational-power experiment (Eslami et al. 2016, Sec. 3.1) on a frozen AIR: for each task
 (--tasks), readout (--features), number of labelled scenes (--budgets) and classifier seed (--seeds), a small
-classifier trained on the AIR's features or on the pixels and scored on --n-test scenes of the test digits.
-air.readouts defines the tasks and the readouts exactly. Every classifier trains with Adam for --passes passes
-over its labelled scenes, at least 100 steps and at most --max-steps. Writes downstream.csv (one row a task,
-readout, budget and seed), downstream.png (test accuracy against labelled scenes, per task) and model.json (which
-AIR) into --out.
+classifier trained on the AIR's features or on the pixels and scored on --n-test scenes of the test digits (or,
+with --split val, of the validation digits, to choose settings on). air.readouts defines the tasks and the
+readouts exactly. Every classifier trains with Adam for --passes passes over its labelled scenes, at least 100
+steps and at most --max-steps, and keeps the step that scored best on a held-out tenth of them. Writes
+downstream.csv (one row a task, readout, budget and seed), downstream.png (accuracy against labelled scenes, per
+task) and model.json (which AIR, and how the classifiers trained) into --out.
 """
 import csv
 import json
@@ -16,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from air.readouts import FEATURES, TASKS, run_experiment
+from air.readouts import FEATURES, HIDDEN, TASKS, Training, run_experiment
 from air.shipped import card
 from experiments.cli import Parser, UsageError, int_list, load_model, plural, run
 
 LABELS = {"objects": "AIR objects, shared digit MLP", "air": "AIR latents, MLP", "pixels": "pixels, MLP",
-          "cnn": "pixels, CNN"}
-TITLES = {"sum": "sum of the digits (0-2 digits)", "order": "digits in ascending order (2 digits)",
-          "digit": "the digit's class (1 digit)"}
+          "cnn": "pixels, CNN (3 conv + BN)"}
+TITLES = {"sum": "sum of the digits (0-2 digits)", "sum2": "sum of the two digits (the paper's)",
+          "order": "digits in ascending order (2 digits)", "digit": "the digit's class (1 digit)"}
 
 
 def parse_args(argv):
@@ -36,15 +37,24 @@ def parse_args(argv):
     parser.add_argument("--seeds", default="0,1,2", help="classifier seeds (default 0,1,2)")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"tasks (default {','.join(TASKS)})")
     parser.add_argument("--features", default=",".join(FEATURES), help=f"readouts (default {','.join(FEATURES)})")
-    parser.add_argument("--passes", type=int, default=20, help="passes over the labelled scenes (default 20)")
-    parser.add_argument("--max-steps", type=int, default=2000, help="at most this many Adam steps (default 2000)")
-    parser.add_argument("--n-test", type=int, default=2000, help="test scenes a task (default 2000)")
+    parser.add_argument("--passes", type=int, default=Training.passes,
+                        help=f"passes over the labelled scenes (default {Training.passes})")
+    parser.add_argument("--max-steps", type=int, default=Training.max_steps,
+                        help=f"at most this many Adam steps (default {Training.max_steps})")
+    parser.add_argument("--hidden", type=int, default=HIDDEN, help=f"the MLPs' hidden units (default {HIDDEN})")
+    parser.add_argument("--draws", choices=["posterior", "means"], default="posterior" if Training.draws else "means",
+                        help="AIR's readouts train on latents drawn from the guide's posterior, or on its means "
+                             f"(default {'posterior' if Training.draws else 'means'})")
+    parser.add_argument("--n-test", type=int, default=2000, help="scenes scored a task (default 2000)")
+    parser.add_argument("--split", choices=["test", "val"], default="test",
+                        help="score on scenes of the test digits, or of the validation digits (default test)")
     parser.add_argument("--out", default="runs/downstream", help="folder for downstream.csv and downstream.png")
     args = parser.parse_args(argv)
     args.budgets = sorted(set(int_list(args.budgets, "--budgets", least=1)))
     args.seeds = sorted(set(int_list(args.seeds, "--seeds")))
     args.tasks, args.features = _names(args.tasks, "--tasks", TASKS), _names(args.features, "--features", FEATURES)
-    for flag, value in (("--passes", args.passes), ("--max-steps", args.max_steps), ("--n-test", args.n_test)):
+    for flag, value in (("--passes", args.passes), ("--max-steps", args.max_steps), ("--n-test", args.n_test),
+                        ("--hidden", args.hidden)):
         if value < 1:
             raise UsageError(f"{flag}: must be positive, got {value}")
     if max(args.budgets) > 100_000:
@@ -61,18 +71,25 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     write_model_note(out / "model.json", args, config)
     start = time.perf_counter()
-    rows = run_experiment(params, config, args.tasks, args.features, args.budgets, args.seeds, args.passes,
-                          args.max_steps, args.n_test, report=lambda line: print(line, flush=True))
+    rows = run_experiment(params, config, args.tasks, args.features, args.budgets, args.seeds, training(args),
+                          args.n_test, split=args.split, report=lambda line: print(line, flush=True))
     write_rows(out / "downstream.csv", rows)
     source = f"the shipped {args.pretrained!r} model" if args.pretrained else args.run
-    fig = figure(rows, f"Readouts of {source}: test accuracy against labelled scenes")
+    fig = figure(rows, f"Readouts of {source}: {args.split} accuracy against labelled scenes")
     fig.savefig(out / "downstream.png", dpi=100)
-    print(f"\ntest accuracy, mean +- sd over {plural(len(args.seeds), 'seed')} ({args.n_test:,} test scenes a task)")
+    print(f"\n{args.split} accuracy, mean +- sd over {plural(len(args.seeds), 'seed')} ({args.n_test:,} scenes a "
+          f"task)")
     for (task, readout, budget), (mean, sd, _) in summary(rows).items():
         print(f"  {task:5s}  {LABELS[readout]:30s}  {budget:6d} labelled  {mean:.3f} +- {sd:.3f}")
     print(f"{plural(len(rows), 'classifier')} in {time.perf_counter() - start:.0f} s; "
           f"results: {out / 'downstream.csv'}; figure: {out / 'downstream.png'}", flush=True)
     return 0
+
+
+def training(args):
+    """The air.readouts.Training the flags ask for."""
+    return Training(passes=args.passes, max_steps=args.max_steps, hidden=args.hidden,
+                    draws=args.draws == "posterior")
 
 
 def _names(text, flag, known):
@@ -86,6 +103,7 @@ def _names(text, flag, known):
 def write_model_note(path, args, config):
     """model.json: which frozen AIR the results are of (a shipped model's card, or a run folder) and its config."""
     note = {"pretrained": args.pretrained, "card": card(args.pretrained)} if args.pretrained else {"run": args.run}
+    note["training"] = {**vars(training(args)), "split": args.split, "n_scored": args.n_test}
     path.write_text(json.dumps({**note, "config": json.loads(config.to_json())}, indent=1))
 
 
@@ -102,17 +120,24 @@ def read_rows(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no downstream results (python -m experiments.downstream writes them)")
-    kinds = {"labelled": int, "seed": int, "test_acc": float, "n_test": int, "steps": int, "seconds": float}
+    kinds = {"labelled": int, "seed": int, "test_acc": float, "val_acc": float, "n_scored": int, "steps": int,
+             "kept_step": int, "seconds": float}
     with open(path, newline="") as f:
         return [{k: kinds.get(k, str)(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def score(row):
+    """A row's accuracy, on whichever split it was scored."""
+    return row["test_acc"] if "test_acc" in row else row["val_acc"]
+
+
 def summary(rows):
-    """(task, readout, budget) -> (mean, sd, n) of test accuracy over seeds, in the rows' order."""
+    """(task, readout, budget) -> (mean, sample sd, n) of accuracy over seeds, in the rows' order."""
     groups = {}
     for r in rows:
-        groups.setdefault((r["task"], r["features"], r["labelled"]), []).append(r["test_acc"])
-    return {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in groups.items()}
+        groups.setdefault((r["task"], r["features"], r["labelled"]), []).append(score(r))
+    return {k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
+            for k, v in groups.items()}
 
 
 def figure(rows, title):
@@ -127,15 +152,15 @@ def figure(rows, title):
         for j, readout in enumerate(readouts):
             mine = [r for r in rows if r["task"] == task and r["features"] == readout]
             budgets = sorted({r["labelled"] for r in mine})
-            means = [np.mean([r["test_acc"] for r in mine if r["labelled"] == b]) for b in budgets]
+            means = [np.mean([score(r) for r in mine if r["labelled"] == b]) for b in budgets]
             line, = ax.plot(budgets, means, marker="o", label=LABELS[readout], color=f"C{j}")
-            ax.plot([r["labelled"] for r in mine], [r["test_acc"] for r in mine], ".", color=line.get_color(),
+            ax.plot([r["labelled"] for r in mine], [score(r) for r in mine], ".", color=line.get_color(),
                     alpha=0.4)
         ax.axhline(0.95, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("labelled scenes")
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel("accuracy")
         ax.set_title(TITLES[task], fontsize=9)
         ax.grid(alpha=0.3)
         if i == 0:

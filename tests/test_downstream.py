@@ -24,21 +24,25 @@ def test_the_command_writes_a_row_per_task_readout_budget_and_seed(tiny_run, tmp
     assert cli.run(downstream.main, argv) == 0
     with open(out / "downstream.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 3 * 4 * 2 * 2
+    assert len(rows) == 4 * 4 * 2 * 2
     assert {(r["task"], r["features"], r["labelled"], r["seed"]) for r in rows} == {
         (t, r, b, s) for t in readouts.TASKS for r in readouts.FEATURES for b in ("10", "20") for s in "01"}
-    assert all(0 <= float(r["test_acc"]) <= 1 and r["n_test"] == "30" and r["steps"] == "3" for r in rows)
+    assert all(0 <= float(r["test_acc"]) <= 1 and r["n_scored"] == "30" and r["steps"] == "3" for r in rows)
+    assert all(1 <= int(r["kept_step"]) <= 3 for r in rows)
     assert (out / "downstream.png").stat().st_size > 0
     note = json.loads((out / "model.json").read_text())
     assert note["run"] == str(tiny_run) and note["config"]["canvas_size"] == 32
+    assert note["training"]["max_steps"] == 3 and note["training"]["split"] == "test"
     printed = capsys.readouterr().out
-    assert "test accuracy, mean +- sd over 2 seeds" in printed and "48 classifiers in" in printed
+    assert "test accuracy, mean +- sd over 2 seeds" in printed and "64 classifiers in" in printed
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--budgets", "0,10"], "--budgets: expected integers >= 1"),
     (["--budgets", "ten"], "--budgets: expected comma-separated integers"),
-    (["--tasks", "sum,product"], "--tasks: expected some of sum, order, digit"),
+    (["--tasks", "sum,product"], "--tasks: expected some of sum, order, digit, sum2"),
+    (["--hidden", "0"], "--hidden: must be positive"),
+    (["--split", "train"], "--split: invalid choice"),
     (["--features", "glimpse"], "--features: expected some of objects, air, pixels, cnn"),
     (["--passes", "0"], "--passes: must be positive"),
     (["--pretrained", "nope"], "--pretrained: no pretrained model 'nope'"),
@@ -49,6 +53,20 @@ def test_bad_input_is_one_line_and_status_2(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_validation_scenes_are_scored_apart_from_the_test_scenes(tiny_run, tmp_path, capsys):
+    """--split val scores the validation digits (to choose settings on) and names its column for it."""
+    out = tmp_path / "val"
+    argv = ["--run", str(tiny_run), "--budgets", "10", "--seeds", "0", "--tasks", "sum2", "--features", "objects",
+            "--n-test", "20", "--max-steps", "2", "--draws", "posterior", "--hidden", "16", "--split", "val",
+            "--out", str(out)]
+    assert cli.run(downstream.main, argv) == 0
+    rows = downstream.read_rows(out / "downstream.csv")
+    assert "val_acc" in rows[0] and "test_acc" not in rows[0] and 0 <= downstream.score(rows[0]) <= 1
+    assert json.loads((out / "model.json").read_text())["training"] == {
+        "passes": 100, "max_steps": 2, "hidden": 16, "draws": True, "split": "val", "n_scored": 20}
+    assert "val accuracy, mean +- sd over 1 seed" in capsys.readouterr().out
 
 
 def test_the_csv_reads_back_and_draws(tiny_run, tmp_path):
