@@ -1,8 +1,8 @@
 """What AIR's latents are good for: small classifiers read a task off a frozen AIR (Eslami et al. 2016, Sec. 3.1).
 
 A frozen AIR turns each scene into its inferred count and, per present step, z_where and the mean of z_what; a
-small classifier learns a task from those features with few labelled scenes, against the same classifier on the
-raw pixels and a small CNN on them.
+small classifier learns a task from those features with few labelled scenes, against classifiers on the raw
+pixels.
 
 Tasks, on scenes of the model's own family (canvas, digit sizes, overlap rule):
 
@@ -13,23 +13,26 @@ Tasks, on scenes of the model's own family (canvas, digit sizes, overlap rule):
   the centres of the digits' boxes; equal labels count as not ascending). The paper asks whether the digits are
   in ascending order; this fixes which order (left to right) and what a tie is.
 - digit: the label of the digit in a one-digit scene. Not the paper's: it measures how much of a digit's
-  identity one object's latents hold, the ceiling of the two tasks above (each needs two digits right).
+  identity one object's latents hold, the ceiling of the tasks above (each needs every digit right).
 
-Readouts (features): "objects", one digit MLP shared by the object slots (for the sum, the slots' digit
+Readouts (features): "objects", one digit MLP shared by the object slots (for the sums, the slots' digit
 distributions are convolved, an absent slot adding 0; for the order, P(left < right) of the first two slots;
-for the digit, the first slot's distribution); "air", an MLP on all the AIR features side by side; "pixels",
-the same MLP on the raw pixels; "cnn", a competent pixel baseline: three blocks of a 3x3 convolution (16, 32
-and 64 channels), batch normalisation, ReLU and 2x2 max pooling, then a head that pools the last feature map
-globally (its maximum and mean over the image) for the sum and the digit, or over rows only, keeping its columns
-as left-to-right bands, for the order, and the same MLP. The AIR features put the present steps in a fixed
-order, left to right by tx (absent steps zero, last), so that "the first object" means the same thing in every
-scene.
+for the digit, the first slot's distribution); "decoded", the same with a CNN (below) on each slot's window as
+the model's decoder draws it from z_what's mean, a function of the latents read through the model's own
+decoder; "air", an MLP on all the AIR features side by side; "pixels", the same MLP on the raw pixels; "cnn", a
+competent pixel baseline: three blocks of a 3x3 convolution (16, 32 and 64 channels), batch normalisation, ReLU
+and 2x2 max pooling, then a head that pools the last feature map globally (its maximum and mean over the image)
+for the sums and the digit, or over rows only, keeping its columns as left-to-right bands, for the order, and
+the same MLP. The AIR features put the present steps in a fixed order, left to right by tx (absent steps zero,
+last), so that "the first object" means the same thing in every scene.
 
 Every classifier trains with Adam (air.optim; lr 1e-3, batch 64) for a number of passes over its labelled
 scenes, at least 100 steps and at most a given number (n_steps), and stops early: a tenth of the labelled
 scenes (from 20 of them on) is held out, scored every twentieth of the steps, and the parameters that scored
-best on it are kept; training ends after five checks without a gain. Batch normalisation uses each batch's statistics in training and their running averages
-(momentum 0.9) when it scores. The classifiers are params-first functions, differentiated by autograd.
+best on it are kept; training ends after five checks without a gain. Batch normalisation uses each batch's
+statistics in training and their running averages (momentum 0.9) when it scores. The readouts of AIR's
+features may train on latents drawn from the guide's posterior rather than its means (fit's spread). The
+classifiers are params-first functions, differentiated by autograd.
 """
 import time
 from dataclasses import dataclass
@@ -46,7 +49,7 @@ from autograd.tracer import getval
 from air.optim import adam_init, adam_params, adam_update
 from air.tree import Layout
 
-FEATURES = ("objects", "air", "pixels", "cnn")
+FEATURES = ("objects", "decoded", "air", "pixels", "cnn")
 TASKS = ("sum", "order", "digit", "sum2")  # the order seeds each task's scenes
 HIDDEN = 512  # the MLPs' hidden width, on AIR features and on pixels alike (chosen on validation scenes)
 BATCH = 64
@@ -84,37 +87,55 @@ def task_scenes(task, config, pool, n, rng):
     return config_scenes(config, rng, pool, n, counts=counts, dtype=np.float32)
 
 
-def air_features(params, config, images, batch_size=500):
+def air_features(params, config, images, batch_size=500, out=None):
     """Features of a frozen AIR, (x, spread), each (n, F): x holds the count one-hot, then per step slot (present
     steps left to right by tx, absent ones zero and last) a presence flag, z_where (log s, tx, ty) and z_what's
     posterior mean; spread holds the guide's posterior standard deviations of the same z_where (zero where
     z_where is deterministic) and z_what entries (zero elsewhere), from which fit can draw the latents instead
-    of reading their means."""
-    out = infer(params, config, images, batch_size=batch_size)
+    of reading their means. `out`: air.infer's answer for the images, if already computed."""
+    out = infer(params, config, images, batch_size=batch_size) if out is None else out
     posts = [guide(params, config, images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
     where_sd = np.exp(np.concatenate([post["where_logsd"] if post.get("where_logsd") is not None
                                       else np.full(post["shift"].shape[:2] + (3,), -np.inf) for post in posts]))
     what_sd = np.exp(0.5 * np.concatenate([post["what_logvar"] for post in posts]))
-    t = config.max_steps
-    present = out["z_pres"].astype(bool)
-    key = np.where(present, out["z_where"][..., 1], np.inf)  # absent steps sort after every present one
-    order = np.argsort(key, axis=1, kind="stable")
-    take = lambda a: np.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)
-    on = take(present[..., None].astype(np.float32))
+    take, on = _slots(out)
     slots = np.concatenate([on, take(out["z_where"]) * on, take(out["z_what"]) * on], axis=2)
     spreads = np.concatenate([0 * on, take(where_sd) * on, take(what_sd) * on], axis=2)
-    count = np.eye(t + 1, dtype=np.float32)[out["count"]]
+    count = np.eye(config.max_steps + 1, dtype=np.float32)[out["count"]]
     flat = lambda a: a.reshape(len(images), -1)
     return (np.concatenate([count, flat(slots)], axis=1).astype(np.float32),
             np.concatenate([0 * count, flat(spreads)], axis=1).astype(np.float32))
 
 
+def decoded_features(out):
+    """(n, T (1 + P^2)) features from air.infer's answer `out`: per step slot (ordered as in air_features) a
+    presence flag and the window the model's decoder draws from z_what's mean (P x P, zero for absent steps).
+    A function of the latents only, read through the model's own decoder."""
+    take, on = _slots(out)
+    windows = take(out["windows"].reshape(out["windows"].shape[:2] + (-1,))) * on
+    return np.concatenate([on, windows], axis=2).reshape(len(on), -1).astype(np.float32)
+
+
+def _slots(out):
+    """(take, on) for air.infer's answer: take(a) puts a's steps (axis 1) in slot order, present steps left to
+    right by tx and absent ones last; on (n, T, 1) is each slot's presence."""
+    present = out["z_pres"].astype(bool)
+    key = np.where(present, out["z_where"][..., 1], np.inf)  # absent steps sort after every present one
+    order = np.argsort(key, axis=1, kind="stable")
+    take = lambda a: np.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)
+    return take, take(present[..., None].astype(np.float32))
+
+
 def readout_inputs(readouts, params, config, images):
     """readout -> (its inputs for `images`, their spread or None): the AIR features and their posterior spreads
-    (computed once for both AIR readouts), the flat pixels, or the images themselves for the CNN."""
-    latents = air_features(params, config, images) if {"objects", "air"} & set(readouts) else None
+    (one inference for every AIR readout), the decoded windows, the flat pixels, or the images themselves for
+    the CNN."""
+    out = infer(params, config, images) if {"objects", "air", "decoded"} & set(readouts) else None
+    latents = air_features(params, config, images, out=out) if {"objects", "air"} & set(readouts) else None
     every = {"objects": latents, "air": latents, "pixels": (images.reshape(len(images), -1), None),
              "cnn": (images, None)}
+    if "decoded" in readouts:
+        every["decoded"] = (decoded_features(out), None)
     return {readout: every[readout] for readout in readouts}
 
 
@@ -122,11 +143,13 @@ def readout_inputs(readouts, params, config, images):
 
 
 def init_classifier(rng, readout, task, n_in, n_classes, image_side=None, hidden=HIDDEN):
-    """The parameters of a readout: 'objects' (n_in = one slot's features), 'cnn' (on image_side^2 pixels) or
-    'mlp'; each ends in an MLP of `hidden` units."""
+    """The parameters of a readout: 'objects' (n_in = one slot's features), 'cnn' (on image_side^2 pixels),
+    'decoded' (a CNN on image_side^2 windows) or 'mlp'; each ends in an MLP of `hidden` units."""
     if readout == "objects":
         return {"digit": [he_normal(rng, n_in, hidden, np.float32), he_normal(rng, hidden, 10, np.float32)]}
-    if readout != "cnn":
+    if readout == "decoded":  # the CNN's blocks and a digit head, shared by the slots
+        task, n_classes = "digit", 10
+    elif readout != "cnn":
         return {"mlp": [he_normal(rng, n_in, hidden, np.float32), he_normal(rng, hidden, n_classes, np.float32)]}
     blocks, c_in = [], 1
     for c in CHANNELS:
@@ -143,9 +166,8 @@ def init_classifier(rng, readout, task, n_in, n_classes, image_side=None, hidden
 
 def max_pool2(x):
     """2 x 2 max pooling of x (N, H, W, C), an odd last row or column padded with zeros (exact for a ReLU after
-    it, or before it on x >= 0), as the maximum of the
-    two halves of each pair of rows, then of columns (split and maximum have cheap backward passes in autograd;
-    a slice's would be a slow scatter, and a max over axes costs more)."""
+    it, or before it on x >= 0): the maximum of the two halves of each pair of rows, then of columns (split and
+    maximum have cheap backward passes in autograd; a slice's would be a slow scatter, a max over axes dearer)."""
     n, h, w, c = x.shape
     if h % 2 or w % 2:
         x = anp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), "constant")
@@ -196,11 +218,29 @@ def sum_matrix(n_left, n_right):
 
 def object_log_probs(params, x, task, max_steps):
     """The object readout on AIR features x (N, F): each slot's digit distribution from one shared MLP on its
-    z_where and z_what, then log p of the task's classes (see the module docstring)."""
+    z_where and z_what, combined by the task's rule (slot_log_probs)."""
     n, t = x.shape[0], max_steps
     slots = x[:, t + 1:].reshape(n, t, -1)
-    z = mlp(params["digit"], slots[..., 1:])
-    z = z - anp.max(z, axis=2, keepdims=True)
+    return slot_log_probs(mlp(params["digit"], slots[..., 1:]), slots[..., :1], task)
+
+
+def decoded_log_probs(params, x, task, max_steps, stats=None, record=None):
+    """The decoded readout on decoded_features x (N, T (1 + P^2)): each slot's digit distribution from one shared
+    CNN on its decoded window, combined by the task's rule (slot_log_probs)."""
+    n, t = x.shape[0], max_steps
+    slots = anp.reshape(x, (n, t, -1))
+    side = int(round(np.sqrt(slots.shape[2] - 1)))
+    windows = anp.reshape(slots[..., 1:], (n * t, side, side))
+    logits = mlp(params["mlp"], cnn_features(params, windows, "digit", stats, record))
+    return slot_log_probs(anp.reshape(logits, (n, t, 10)), slots[..., :1], task)
+
+
+def slot_log_probs(logits, on, task):
+    """log p of a task's classes from each slot's digit logits (N, T, 10) and presence on (N, T, 1): the digit
+    task reads slot 0; the order, P(slot 0's digit < slot 1's); the sums convolve the slots' distributions, an
+    absent slot adding 0."""
+    n, t = logits.shape[:2]
+    z = logits - anp.max(logits, axis=2, keepdims=True)
     p = anp.exp(z) / anp.sum(anp.exp(z), axis=2, keepdims=True)  # (N, T, 10)
     if task == "digit":
         return anp.log(p[:, 0] + 1e-7)
@@ -209,7 +249,6 @@ def object_log_probs(params, x, task, max_steps):
         joint = p[:, 0, :, None] * p[:, 1, None, :]  # (N, 10, 10): p(left = a, right = b)
         up, down = anp.sum(joint * below, axis=(1, 2)), anp.sum(joint * (1.0 - below), axis=(1, 2))
         return anp.log(anp.stack([down, up], axis=1) + 1e-7)
-    on = slots[..., :1]
     p = on * p + (1.0 - on) * np.eye(10, dtype=np.float32)[0]  # an absent slot is the digit 0
     dist = p[:, 0]
     for step in range(1, t):
@@ -224,6 +263,8 @@ def scores(params, x, readout, task, max_steps, stats=None, record=None):
     `record` if given)."""
     if readout == "objects":
         return object_log_probs(params, x, task, max_steps)
+    if readout == "decoded":
+        return decoded_log_probs(params, x, task, max_steps, stats, record)
     if readout == "cnn":
         x = cnn_features(params, x, task, stats, record)
     return mlp(params["mlp"], x)
@@ -272,7 +313,9 @@ def fit(readout, task, x, y, n_classes, seed, steps, max_slots, lr=1e-3, hidden=
     scoring read the means)."""
     rng = np.random.default_rng(seed)
     n_in = (x.shape[-1] - max_slots - 1) // max_slots - 1 if readout == "objects" else x.shape[-1]
-    params = init_classifier(rng, readout, task, n_in, n_classes, x.shape[1] if readout == "cnn" else None, hidden)
+    side = x.shape[1] if readout == "cnn" else \
+        int(round(np.sqrt(x.shape[-1] // max_slots - 1))) if readout == "decoded" else None
+    params = init_classifier(rng, readout, task, n_in, n_classes, side, hidden)
     order = rng.permutation(len(x))
     n_val = held_out(len(x))
     (x_val, y_val), (x, y) = (x[order[:n_val]], y[order[:n_val]]), (x[order[n_val:]], y[order[n_val:]])
@@ -282,7 +325,8 @@ def fit(readout, task, x, y, n_classes, seed, steps, max_slots, lr=1e-3, hidden=
     loss = lambda flat, xb, yb: cross_entropy(layout.unflatten(flat), xb, yb, readout, task, max_slots, record)
     grad = autograd.grad(loss)
     state = adam_init(layout.flatten(params))
-    stats = [(np.zeros(c, np.float32), np.ones(c, np.float32)) for c in CHANNELS] if readout == "cnn" else None
+    stats = [(np.zeros(c, np.float32), np.ones(c, np.float32)) for c in CHANNELS] \
+        if readout in ("cnn", "decoded") else None
     batch = min(BATCH, len(x))
     check = max(1, steps // 20)
     best, best_acc, since_best = None, -1.0, 0

@@ -21,7 +21,8 @@ from air.readouts import FEATURES, HIDDEN, TASKS, Training, run_experiment
 from air.shipped import card
 from experiments.cli import Parser, UsageError, int_list, load_model, plural, run
 
-LABELS = {"objects": "AIR objects, shared digit MLP", "air": "AIR latents, MLP", "pixels": "pixels, MLP",
+LABELS = {"objects": "AIR objects, shared digit MLP", "decoded": "AIR objects, decoded, shared digit CNN",
+          "air": "AIR latents, MLP", "pixels": "pixels, MLP",
           "cnn": "pixels, CNN (3 conv + BN)"}
 TITLES = {"sum": "sum of the digits (0-2 digits)", "sum2": "sum of the two digits (the paper's)",
           "order": "digits in ascending order (2 digits)", "digit": "the digit's class (1 digit)"}

@@ -24,7 +24,7 @@ def test_the_command_writes_a_row_per_task_readout_budget_and_seed(tiny_run, tmp
     assert cli.run(downstream.main, argv) == 0
     with open(out / "downstream.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 4 * 4 * 2 * 2
+    assert len(rows) == 4 * 5 * 2 * 2
     assert {(r["task"], r["features"], r["labelled"], r["seed"]) for r in rows} == {
         (t, r, b, s) for t in readouts.TASKS for r in readouts.FEATURES for b in ("10", "20") for s in "01"}
     assert all(0 <= float(r["test_acc"]) <= 1 and r["n_scored"] == "30" and r["steps"] == "3" for r in rows)
@@ -34,7 +34,7 @@ def test_the_command_writes_a_row_per_task_readout_budget_and_seed(tiny_run, tmp
     assert note["run"] == str(tiny_run) and note["config"]["canvas_size"] == 32
     assert note["training"]["max_steps"] == 3 and note["training"]["split"] == "test"
     printed = capsys.readouterr().out
-    assert "test accuracy, mean +- sd over 2 seeds" in printed and "64 classifiers in" in printed
+    assert "test accuracy, mean +- sd over 2 seeds" in printed and "80 classifiers in" in printed
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -43,7 +43,7 @@ def test_the_command_writes_a_row_per_task_readout_budget_and_seed(tiny_run, tmp
     (["--tasks", "sum,product"], "--tasks: expected some of sum, order, digit, sum2"),
     (["--hidden", "0"], "--hidden: must be positive"),
     (["--split", "train"], "--split: invalid choice"),
-    (["--features", "glimpse"], "--features: expected some of objects, air, pixels, cnn"),
+    (["--features", "glimpse"], "--features: expected some of objects, decoded, air, pixels, cnn"),
     (["--passes", "0"], "--passes: must be positive"),
     (["--pretrained", "nope"], "--pretrained: no pretrained model 'nope'"),
     (["--run", "no/such/run"], "RUN: "),

@@ -71,6 +71,32 @@ def test_the_object_readout_gives_each_task_a_distribution_from_the_slots():
     np.testing.assert_allclose(np.exp(readouts.object_log_probs(params, x, "digit", 3)), p[:, 0], atol=1e-5)
 
 
+def test_decoded_features_hold_each_slots_decoded_window_in_the_object_order():
+    out = {"z_pres": np.array([[1, 1, 0]]), "z_where": np.array([[[-1, 0.5, 0], [-1, -0.5, 0], [-1, -0.9, 0]]]),
+           "windows": np.arange(3 * 2 * 2, dtype=np.float32).reshape(1, 3, 2, 2) + 1}
+    slots = readouts.decoded_features(out).reshape(3, 5)
+    np.testing.assert_array_equal(slots[0], [1, 5, 6, 7, 8])  # step 1 is left of step 0
+    np.testing.assert_array_equal(slots[1], [1, 1, 2, 3, 4])
+    np.testing.assert_array_equal(slots[2], 0)  # absent: no flag, no window
+
+
+def test_the_decoded_readout_combines_a_shared_cnns_digit_distributions_by_the_tasks_rule():
+    """decoded_log_probs is slot_log_probs of one CNN's digit logits, slot by slot; its gradient checks out."""
+    rng = np.random.default_rng(6)
+    flags = np.array([[1, 1, 0], [1, 0, 0]], np.float64)
+    windows = rng.uniform(size=(2, 3, 8, 8)) * flags[..., None, None]
+    x = np.concatenate([flags[..., None], windows.reshape(2, 3, -1)], axis=2).reshape(2, -1)
+    params = readouts.init_classifier(rng, "decoded", "sum2", None, 19, 8, hidden=16)
+    params = autograd.builtins.dict({k: [{n: v.astype(np.float64) for n, v in layer.items()} for layer in layers]
+                                     for k, layers in params.items()})
+    stats = [(np.zeros(c), np.ones(c)) for c in readouts.CHANNELS]
+    logits = mlp(params["mlp"], readouts.cnn_features(params, windows.reshape(6, 8, 8), "digit", stats))
+    expected = readouts.slot_log_probs(logits.reshape(2, 3, 10), flags[..., None], "sum2")
+    np.testing.assert_allclose(readouts.decoded_log_probs(params, x, "sum2", 3, stats), expected, rtol=1e-10)
+    check_grads(lambda p: readouts.cross_entropy(p, x, np.array([7, 3]), "decoded", "sum2", 3), modes=["rev"],
+                order=1)(params)
+
+
 def test_max_pool2_takes_each_2x2_blocks_maximum_and_pads_an_odd_edge_with_zeros():
     x = np.random.default_rng(2).standard_normal((2, 5, 6, 3))
     padded = np.concatenate([x, np.zeros((2, 1, 6, 3))], axis=1)
