@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from air.readouts import FEATURES, HIDDEN, TASKS, Training, run_experiment
+from air.readouts import FEATURES, HIDDEN, TASKS, Training, plain_digit_check, run_experiment
 from air.shipped import card
 from experiments.cli import Parser, UsageError, int_list, load_model, plural, run
 
@@ -50,6 +50,9 @@ def parse_args(argv):
     parser.add_argument("--split", choices=["test", "val"], default="test",
                         help="score on scenes of the test digits, or of the validation digits (default test)")
     parser.add_argument("--out", default="runs/downstream", help="folder for downstream.csv and downstream.png")
+    parser.add_argument("--plain-mnist", action="store_true",
+                        help="instead: the pixel CNN on plain 28x28 MNIST digits at each budget (how one knows it "
+                             "is competent), into plain_mnist.csv")
     args = parser.parse_args(argv)
     args.budgets = sorted(set(int_list(args.budgets, "--budgets", least=1)))
     args.seeds = sorted(set(int_list(args.seeds, "--seeds")))
@@ -67,8 +70,15 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    params, config = load_model(args)
     out = Path(args.out)
+    if args.plain_mnist:
+        out.mkdir(parents=True, exist_ok=True)
+        rows = plain_digit_check(args.budgets, args.seeds, training(args), args.n_test,
+                                 report=lambda line: print(line, flush=True))
+        write_rows(out / "plain_mnist.csv", rows)
+        print(f"results: {out / 'plain_mnist.csv'}")
+        return 0
+    params, config = load_model(args)
     out.mkdir(parents=True, exist_ok=True)
     write_model_note(out / "model.json", args, config)
     start = time.perf_counter()

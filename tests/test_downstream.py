@@ -69,6 +69,18 @@ def test_validation_scenes_are_scored_apart_from_the_test_scenes(tiny_run, tmp_p
     assert "val accuracy, mean +- sd over 1 seed" in capsys.readouterr().out
 
 
+def test_the_plain_mnist_check_scores_the_cnn_on_centred_digits(tmp_path, mnist_dir, monkeypatch, capsys):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    out = tmp_path / "plain"
+    argv = ["--plain-mnist", "--budgets", "10", "--seeds", "0", "--n-test", "20", "--max-steps", "2", "--out",
+            str(out)]
+    assert cli.run(downstream.main, argv) == 0
+    rows = downstream.read_rows(out / "plain_mnist.csv")
+    assert [(r["task"], r["features"], r["labelled"], r["n_scored"]) for r in rows] == [
+        ("plain MNIST digit", "cnn", 10, 20)]
+    assert 0 <= rows[0]["test_acc"] <= 1 and "plain MNIST  cnn      10 labelled" in capsys.readouterr().out
+
+
 def test_the_csv_reads_back_and_draws(tiny_run, tmp_path):
     out = tmp_path / "out"
     argv = ["--run", str(tiny_run), "--budgets", "10", "--seeds", "0", "--tasks", "digit", "--features", "air,pixels",
