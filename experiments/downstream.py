@@ -50,10 +50,16 @@ def parse_args(argv):
     parser.add_argument("--split", choices=["test", "val"], default="test",
                         help="score on scenes of the test digits, or of the validation digits (default test)")
     parser.add_argument("--out", default="runs/downstream", help="folder for downstream.csv and downstream.png")
+    parser.add_argument("--draw", nargs="+", default=None, metavar="CSV",
+                        help="instead: draw the rows of these downstream.csv files in one figure, --out/downstream.png "
+                             "(readouts run apart, e.g. the pixel baselines, which need no AIR)")
     parser.add_argument("--plain-mnist", action="store_true",
                         help="instead: the pixel CNN on plain 28x28 MNIST digits at each budget (how one knows it "
                              "is competent), into plain_mnist.csv")
     args = parser.parse_args(argv)
+    for path in args.draw or ():
+        if not Path(path).is_file():
+            raise UsageError(f"--draw: no such results file {path}")
     args.budgets = sorted(set(int_list(args.budgets, "--budgets", least=1)))
     args.seeds = sorted(set(int_list(args.seeds, "--seeds")))
     args.tasks, args.features = _names(args.tasks, "--tasks", TASKS), _names(args.features, "--features", FEATURES)
@@ -71,6 +77,13 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
+    if args.draw:
+        rows = [row for path in args.draw for row in read_rows(path)]
+        out.mkdir(parents=True, exist_ok=True)
+        figure(rows, "Readouts: accuracy against labelled scenes (" + ", ".join(args.draw) + ")").savefig(
+            out / "downstream.png", dpi=100)
+        print(f"figure: {out / 'downstream.png'}")
+        return 0
     if args.plain_mnist:
         out.mkdir(parents=True, exist_ok=True)
         rows = plain_digit_check(args.budgets, args.seeds, training(args), args.n_test,

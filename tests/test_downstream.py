@@ -45,6 +45,7 @@ def test_the_command_writes_a_row_per_task_readout_budget_and_seed(tiny_run, tmp
     (["--split", "train"], "--split: invalid choice"),
     (["--features", "glimpse"], "--features: expected some of objects, decoded, air, pixels, cnn"),
     (["--passes", "0"], "--passes: must be positive"),
+    (["--draw", "no/such.csv"], "--draw: no such results file no/such.csv"),
     (["--pretrained", "nope"], "--pretrained: no pretrained model 'nope'"),
     (["--run", "no/such/run"], "RUN: "),
 ])
@@ -91,5 +92,8 @@ def test_the_csv_reads_back_and_draws(tiny_run, tmp_path):
                                                                                   ("digit", "pixels", 10, 0)]
     assert set(downstream.summary(rows)) == {("digit", "air", 10), ("digit", "pixels", 10)}
     assert len(downstream.figure(rows, "t").axes) == 1
+    assert cli.run(downstream.main, ["--draw", str(out / "downstream.csv"), str(out / "downstream.csv"),
+                                     "--out", str(tmp_path / "drawn")]) == 0
+    assert (tmp_path / "drawn" / "downstream.png").stat().st_size > 0
     with pytest.raises(FileNotFoundError, match="no downstream results"):
         downstream.read_rows(tmp_path / "none.csv")
