@@ -371,14 +371,19 @@ class Training:
     draws: bool = True
 
 
-def run_experiment(params, config, tasks, readouts, budgets, seeds, training, n_test, split="test", report=print):
+def run_experiment(params, config, tasks, readouts, budgets, seeds, training, n_test, split="test", report=print,
+                   done=(), on_row=None):
     """One row per task, readout, label budget and classifier seed: its accuracy on n_test scenes of the `split`
     digits ('test', or 'val' to choose settings on), the Adam steps it had and kept, and seconds. Labelled scenes
     are drawn from the training digits (a fresh draw for every classifier seed); the smaller budgets are the
-    first scenes of the largest."""
+    first scenes of the largest. Rows whose (task, readout, budget, seed) is in `done` are skipped (a resumed
+    experiment); on_row(row) is called as each row is made, so that it can be kept at once."""
     pools = digit_pools(load_mnist())
+    done = set(done)
     rows = []
     for task in tasks:
+        if all((task, readout, budget, seed) in done for readout in readouts for budget in budgets for seed in seeds):
+            continue
         scored = task_scenes(task, config, pools[split], n_test, np.random.default_rng([TASKS.index(task), 1]))
         y_scored, n_classes = task_targets(task, scored)
         scored_inputs = readout_inputs(readouts, params, config, scored.images)
@@ -390,6 +395,8 @@ def run_experiment(params, config, tasks, readouts, budgets, seeds, training, n_
             for readout in readouts:
                 (x_train, spread), (x_scored, _) = train_inputs[readout], scored_inputs[readout]
                 for budget in budgets:
+                    if (task, readout, budget, seed) in done:
+                        continue
                     began = time.perf_counter()
                     steps = n_steps(budget, training.passes, training.max_steps)
                     model = fit(readout, task, x_train[:budget], y_train[:budget], n_classes, seed, steps,
@@ -399,6 +406,8 @@ def run_experiment(params, config, tasks, readouts, budgets, seeds, training, n_
                                  f"{split}_acc": round(accuracy(model, x_scored, y_scored), 4), "n_scored": n_test,
                                  "steps": steps, "kept_step": model.steps,
                                  "seconds": round(time.perf_counter() - began, 2)})
+                    if on_row is not None:
+                        on_row(rows[-1])
                     report(f"{task:5s}  {readout:7s}  {budget:6d} labelled  seed {seed}  {split} accuracy "
                            f"{rows[-1][f'{split}_acc']:.3f}  (kept step {model.steps} of {steps}, "
                            f"{rows[-1]['seconds']:.1f} s)")

@@ -50,6 +50,8 @@ def parse_args(argv):
     parser.add_argument("--split", choices=["test", "val"], default="test",
                         help="score on scenes of the test digits, or of the validation digits (default test)")
     parser.add_argument("--out", default="runs/downstream", help="folder for downstream.csv and downstream.png")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the stopped experiment in --out: rows it holds are kept, not redone")
     parser.add_argument("--draw", nargs="+", default=None, metavar="CSV",
                         help="instead: draw the rows of these downstream.csv files in one figure, --out/downstream.png "
                              "(readouts run apart, e.g. the pixel baselines, which need no AIR)")
@@ -92,12 +94,19 @@ def main(argv=None):
         print(f"results: {out / 'plain_mnist.csv'}")
         return 0
     params, config = load_model(args)
+    results = out / "downstream.csv"
+    earlier = resumable_rows(out, args, config) if args.resume else []
+    if not args.resume and results.exists():
+        raise UsageError(f"--out: {out} holds results already; --resume continues them, or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     write_model_note(out / "model.json", args, config)
+    write_rows(results, earlier, fields=FIELDS[args.split])
     start = time.perf_counter()
-    rows = run_experiment(params, config, args.tasks, args.features, args.budgets, args.seeds, training(args),
-                          args.n_test, split=args.split, report=lambda line: print(line, flush=True))
-    write_rows(out / "downstream.csv", rows)
+    done = {(r["task"], r["features"], r["labelled"], r["seed"]) for r in earlier}
+    rows = earlier + run_experiment(params, config, args.tasks, args.features, args.budgets, args.seeds,
+                                    training(args), args.n_test, split=args.split,
+                                    report=lambda line: print(line, flush=True), done=done,
+                                    on_row=lambda row: append_row(results, row))
     source = f"the shipped {args.pretrained!r} model" if args.pretrained else args.run
     fig = figure(rows, f"Readouts of {source}: {args.split} accuracy against labelled scenes")
     fig.savefig(out / "downstream.png", dpi=100)
@@ -127,16 +136,42 @@ def _names(text, flag, known):
 def write_model_note(path, args, config):
     """model.json: which frozen AIR the results are of (a shipped model's card, or a run folder) and its config."""
     note = {"pretrained": args.pretrained, "card": card(args.pretrained)} if args.pretrained else {"run": args.run}
-    note["training"] = {**vars(training(args)), "split": args.split, "n_scored": args.n_test}
+    note["training"] = {**vars(training(args)), "split": args.split, "n_scored": args.n_test, "budgets": args.budgets}
     path.write_text(json.dumps({**note, "config": json.loads(config.to_json())}, indent=1))
 
 
-def write_rows(path, rows):
-    """downstream.csv: run_experiment's rows, a column per key."""
+FIELDS = {split: ["task", "features", "labelled", "seed", f"{split}_acc", "n_scored", "steps", "kept_step", "seconds"]
+          for split in ("test", "val")}
+
+
+def write_rows(path, rows, fields=None):
+    """downstream.csv: run_experiment's rows, a column per key (`fields`, or the first row's keys)."""
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, list(rows[0]))
+        writer = csv.DictWriter(f, fields or list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def append_row(path, row):
+    """One more row at the end of a downstream.csv, flushed, so that a stopped experiment keeps what it did."""
+    with open(path, "a", newline="") as f:
+        csv.DictWriter(f, list(row)).writerow(row)
+
+
+def resumable_rows(out, args, config):
+    """The rows of an earlier call into `out` that --resume keeps; UsageError unless that call asked for the same
+    AIR, budgets, training and scenes (a budget's labelled scenes depend on the largest budget)."""
+    note_path = out / "model.json"
+    if not (out / "downstream.csv").exists() or not note_path.exists():
+        raise UsageError(f"--resume: {out} holds no earlier results to continue")
+    note = json.loads(note_path.read_text())
+    mine = json.loads(json.dumps({"training": {**vars(training(args)), "split": args.split, "n_scored": args.n_test,
+                                               "budgets": args.budgets},
+                                  "config": json.loads(config.to_json())}))
+    for key in ("training", "config"):
+        if note.get(key) != mine[key]:
+            raise UsageError(f"--resume: {out} was made with another {key} ({note_path}); keep its flags")
+    return read_rows(out / "downstream.csv")
 
 
 def read_rows(path):

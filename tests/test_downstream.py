@@ -66,8 +66,24 @@ def test_validation_scenes_are_scored_apart_from_the_test_scenes(tiny_run, tmp_p
     rows = downstream.read_rows(out / "downstream.csv")
     assert "val_acc" in rows[0] and "test_acc" not in rows[0] and 0 <= downstream.score(rows[0]) <= 1
     assert json.loads((out / "model.json").read_text())["training"] == {
-        "passes": 100, "max_steps": 2, "hidden": 16, "draws": True, "split": "val", "n_scored": 20}
+        "passes": 100, "max_steps": 2, "hidden": 16, "draws": True, "split": "val", "n_scored": 20, "budgets": [10]}
     assert "val accuracy, mean +- sd over 1 seed" in capsys.readouterr().out
+
+
+def test_a_stopped_experiment_resumes_keeping_its_rows_and_asks_for_the_same_flags(tiny_run, tmp_path, capsys):
+    out = tmp_path / "out"
+    flags = lambda seeds, steps: ["--run", str(tiny_run), "--budgets", "10", "--seeds", seeds, "--tasks", "digit",
+                                  "--features", "air", "--n-test", "20", "--max-steps", steps, "--out", str(out)]
+    assert cli.run(downstream.main, flags("0", "2")) == 0
+    first = downstream.read_rows(out / "downstream.csv")
+    assert cli.run(downstream.main, flags("0", "2")) == 2  # a folder with results is not overwritten
+    assert cli.run(downstream.main, [*flags("0", "3"), "--resume"]) == 2  # nor continued with other training
+    # Resumed with a second seed: the first seed's row is kept as it was, not redone, and the second joins it.
+    assert cli.run(downstream.main, [*flags("0,1", "2"), "--resume"]) == 0
+    rows = downstream.read_rows(out / "downstream.csv")
+    assert rows[0] == first[0] and [r["seed"] for r in rows] == [0, 1]
+    err = capsys.readouterr().err
+    assert "holds results already; --resume continues them" in err and "was made with another training" in err
 
 
 def test_the_plain_mnist_check_scores_the_cnn_on_centred_digits(tmp_path, mnist_dir, monkeypatch, capsys):
