@@ -29,7 +29,9 @@ last), so that "the first object" means the same thing in every scene.
 Every classifier trains with Adam (air.optim; lr 1e-3, batch 64) for a number of passes over its labelled
 scenes, at least 100 steps and at most a given number (n_steps), and stops early: a tenth of the labelled
 scenes (from 20 of them on) is held out, scored every twentieth of the steps, and the parameters that scored
-best on it are kept; training ends after five checks without a gain. Batch normalisation uses each batch's
+best on it are kept (most right, and among as many right, the lowest cross-entropy: on a few held-out scenes
+accuracy alone ties early and would keep an undertrained step); training ends after five checks without a
+gain. Batch normalisation uses each batch's
 statistics in training and their running averages (momentum 0.9) when it scores. The readouts of AIR's
 features may train on latents drawn from the guide's posterior rather than its means (fit's spread). The
 classifiers are params-first functions, differentiated by autograd.
@@ -329,7 +331,7 @@ def fit(readout, task, x, y, n_classes, seed, steps, max_slots, lr=1e-3, hidden=
         if readout in ("cnn", "decoded") else None
     batch = min(BATCH, len(x))
     check = max(1, steps // 20)
-    best, best_acc, since_best = None, -1.0, 0
+    best, best_score, since_best = None, (-1.0, -np.inf), 0
     for step in range(1, steps + 1):
         if since_best >= PATIENCE:
             break
@@ -343,14 +345,25 @@ def fit(readout, task, x, y, n_classes, seed, steps, max_slots, lr=1e-3, hidden=
                      for (m, v), (bm, bv) in zip(stats, record)]
         if n_val and (step % check == 0 or step == steps):
             model = Classifier(layout.unflatten(adam_params(state)), readout, task, max_slots, stats, step)
-            acc = accuracy(model, x_val, y_val)
-            if acc > best_acc:
-                best, best_acc, since_best = model, acc, 0
+            score = (accuracy(model, x_val, y_val), -held_out_loss(model, x_val, y_val))
+            if score > best_score:  # more right, or as many right more confidently
+                best, best_score, since_best = model, score, 0
             else:
                 since_best += 1
     if best is None:
         best = Classifier(layout.unflatten(adam_params(state)), readout, task, max_slots, stats, steps)
     return best
+
+
+def held_out_loss(model, x, y, batch_size=500):
+    """The mean cross-entropy of a Classifier's classes against y, as it scores (batch norm's running averages)."""
+    total = 0.0
+    for i in range(0, len(x), batch_size):
+        z = np.asarray(model.scores(x[i:i + batch_size]), np.float64)
+        z = z - z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        total -= log_p[np.arange(len(z)), y[i:i + batch_size]].sum()
+    return total / len(x)
 
 
 def accuracy(model, x, y, batch_size=500):
