@@ -282,7 +282,7 @@ fig.tight_layout();'''),
 ]
 
 # experiments.downstream's results on the shipped paper model, committed (relative to the repository root).
-DOWNSTREAM_RESULTS = "docs/results/downstream/downstream.csv"
+DOWNSTREAM_RESULTS = "docs/results/downstream/downstream.csv,docs/results/downstream_pixels/downstream.csv"
 
 DOWNSTREAM = [
     new_markdown_cell("""# 04 · Downstream: what AIR's latents are good for
@@ -291,7 +291,8 @@ Eslami et al. (2016) ask whether AIR's scene representation makes other tasks ea
 inferred latents learns (a) the sum of the digits in a scene and (b) whether they are in ascending order, from
 far fewer labelled scenes than a network on pixels. `python -m experiments.downstream` runs that experiment on
 a frozen AIR (the shipped `paper` model by default). This notebook builds the features, trains one readout
-live, and then shows the full experiment's committed results (`""" + DOWNSTREAM_RESULTS + """`).
+live, and then shows the full experiment's committed results (`docs/results/downstream/` and
+`docs/results/downstream_pixels/`).
 
 The tasks, as the command defines them: **sum2**, the sum of the labels of a two-digit scene (0-18), the
 paper's task; **sum**, the same sum on scenes of 0-2 digits (an empty scene sums to 0); **order**, on
@@ -350,16 +351,18 @@ for ax, image, truth, guess in zip(axes, test.images, y_test, predicted):
 fig.tight_layout()'''),
     new_markdown_cell("""## The full experiment
 
-`python -m experiments.downstream --out docs/results/downstream` trains every readout on each task at 10,
-100, 1,000 and 10,000 labelled scenes, three seeds each (a fresh labelled draw per seed), and scores it on
-2,000 test scenes of MNIST test digits. Its `downstream.csv` is committed; the cell below reads it (or the
-file `AIR_DOWNSTREAM_RESULTS` names, relative to the repository root)."""),
+`python -m experiments.downstream --features objects,air --tasks sum2,order,digit --out
+docs/results/downstream` trains the AIR readouts on each task at 10, 100, 1,000 and 10,000 labelled scenes,
+three seeds each (a fresh labelled draw per seed), and scores them on 2,000 test scenes of MNIST test digits;
+the pixel baselines, which need no AIR, ran apart into `docs/results/downstream_pixels/`. Both files are
+committed; the cell below reads them (or the comma-separated files `AIR_DOWNSTREAM_RESULTS` names, relative to
+the repository root)."""),
     new_code_cell('''from experiments import downstream
-source = os.environ.get("AIR_DOWNSTREAM_RESULTS", "''' + DOWNSTREAM_RESULTS + '''")
-rows = downstream.read_rows(ROOT / source)
+sources = os.environ.get("AIR_DOWNSTREAM_RESULTS", "''' + DOWNSTREAM_RESULTS + '''").split(",")
+rows = [row for source in sources for row in downstream.read_rows(ROOT / source)]
 for (task, readout, budget), (mean, sd, n) in downstream.summary(rows).items():
-    print(f"{task:5s}  {downstream.LABELS[readout]:30s}  {budget:6d} labelled  {mean:.3f} +- {sd:.3f}  ({n} seeds)")
-downstream.figure(rows, f"{source}: test accuracy against labelled scenes")'''),
+    print(f"{task:5s}  {downstream.LABELS[readout]:38s}  {budget:6d} labelled  {mean:.3f} +- {sd:.3f}  ({n} seeds)")
+downstream.figure(rows, "test accuracy against labelled scenes")'''),
     new_markdown_cell("""The one-digit panel is the ceiling: the object readout, given each digit's own label, is only as
 good as the information about the digit's class that one `z_what` holds, and the sum and the order need two
 digits right (roughly the square of that accuracy). See docs/results.md ("What AIR's latents are good for")

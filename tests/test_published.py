@@ -267,3 +267,22 @@ def test_trained_models_table_is_each_models_card(name):
     else:
         assert cells[5].startswith("none"), f"shipped {name}: no evidence in its card, yet the README quotes one"
     assert own["n_test"] == 5000  # the caption's "5,000 test scenes a family"
+
+
+def test_the_latents_paragraph_is_the_downstream_files_rounded():
+    """The README's downstream figures: the object readout's and the CNN's test accuracy, from the committed csvs."""
+    def means(path):
+        groups = {}
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                groups.setdefault((row["task"], row["features"], int(row["labelled"])), []).append(float(row["test_acc"]))
+        return {key: statistics.mean(values) for key, values in groups.items()}
+    air, pixels = means(RESULTS / "downstream" / "downstream.csv"), means(RESULTS / "downstream_pixels" / "downstream.csv")
+    text = README[README.index("**What the latents are good for**"):]
+    text = text[:text.index("[the table]")]
+    percent = lambda value: f"{round(100 * value)}%"
+    expected = [percent(air["sum2", "objects", 1000]), percent(pixels["sum2", "cnn", 1000]),
+                percent(air["order", "objects", 1000]), percent(pixels["order", "cnn", 1000]),
+                percent(air["sum2", "objects", 10000]), percent(air["order", "objects", 10000]),
+                percent(air["digit", "objects", 10000]), percent(air["digit", "objects", 1000])]
+    assert re.findall(r"\d+%", text) == expected
