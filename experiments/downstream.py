@@ -22,8 +22,7 @@ from air.shipped import card
 from experiments.cli import Parser, UsageError, int_list, load_model, plural, run
 
 LABELS = {"objects": "AIR objects, shared digit MLP", "decoded": "AIR objects, decoded, shared digit CNN",
-          "air": "AIR latents, MLP", "pixels": "pixels, MLP",
-          "cnn": "pixels, CNN (3 conv + BN)"}
+          "air": "AIR latents, MLP", "pixels": "pixels, MLP", "cnn": "pixels, CNN (3 conv + BN)"}
 TITLES = {"sum": "sum of the digits (0-2 digits)", "sum2": "sum of the two digits (the paper's)",
           "order": "digits in ascending order (2 digits)", "digit": "the digit's class (1 digit)"}
 
@@ -125,6 +124,12 @@ def training(args):
                     draws=args.draws == "posterior")
 
 
+def training_note(args):
+    """model.json's "training": how the classifiers trained and on which scenes they were scored (what --resume
+    must match)."""
+    return {**vars(training(args)), "split": args.split, "n_scored": args.n_test, "budgets": args.budgets}
+
+
 def _names(text, flag, known):
     names = [v.strip() for v in text.split(",") if v.strip()]
     unknown = [v for v in names if v not in known]
@@ -136,7 +141,7 @@ def _names(text, flag, known):
 def write_model_note(path, args, config):
     """model.json: which frozen AIR the results are of (a shipped model's card, or a run folder) and its config."""
     note = {"pretrained": args.pretrained, "card": card(args.pretrained)} if args.pretrained else {"run": args.run}
-    note["training"] = {**vars(training(args)), "split": args.split, "n_scored": args.n_test, "budgets": args.budgets}
+    note["training"] = training_note(args)
     path.write_text(json.dumps({**note, "config": json.loads(config.to_json())}, indent=1))
 
 
@@ -165,9 +170,7 @@ def resumable_rows(out, args, config):
     if not (out / "downstream.csv").exists() or not note_path.exists():
         raise UsageError(f"--resume: {out} holds no earlier results to continue")
     note = json.loads(note_path.read_text())
-    mine = json.loads(json.dumps({"training": {**vars(training(args)), "split": args.split, "n_scored": args.n_test,
-                                               "budgets": args.budgets},
-                                  "config": json.loads(config.to_json())}))
+    mine = json.loads(json.dumps({"training": training_note(args), "config": json.loads(config.to_json())}))
     for key in ("training", "config"):
         if note.get(key) != mine[key]:
             raise UsageError(f"--resume: {out} was made with another {key} ({note_path}); keep its flags")

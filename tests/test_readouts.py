@@ -170,7 +170,8 @@ def test_early_stopping_keeps_the_step_that_scored_best_on_the_held_out_tenth(mo
     x, y = np.zeros((50, 4), np.float32), np.zeros(50, np.int64)
     scored = iter([0.2, 0.9, 0.5] + [0.1] * 30)
     checks = []
-    monkeypatch.setattr(readouts, "accuracy", lambda model, xv, yv: checks.append(model.steps) or next(scored))
+    monkeypatch.setattr(readouts, "held_out_score",
+                        lambda model, xv, yv: checks.append(model.steps) or (next(scored), 0.0))
     model = readouts.fit("mlp", "digit", x, y, 10, 0, 100, 3)
     assert model.steps == 10  # checks every 100 // 20 = 5 steps: the second check scored 0.9
     assert checks == [5, 10, 15, 20, 25, 30, 35]  # and five checks without a gain end training
