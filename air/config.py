@@ -55,6 +55,9 @@ class Config:
                                       "steps reading the image (AIR), or what earlier steps left unexplained (DAIR)",
                             choices=("global", "recurrent", "residual"))
     rnn_hidden: int = option(256, "LSTM width of the recurrent and residual inference networks")
+    step_memory: str = option("lstm", "what a recurrent or residual step carries to the next: the LSTM's state "
+                                      "and its latents (the paper's AIR), or nothing, so that a residual step "
+                                      "decides from what is still unexplained alone", choices=("lstm", "none"))
     z_where: str = option("deterministic", "z_where as a point (the seed), or Gaussian with prior N(where_prior_mean, "
                                            "where_prior_sd^2) and its KL, weighted like z_what's",
                           choices=("deterministic", "stochastic"))
@@ -228,6 +231,9 @@ def _check_scenes_and_networks(c):
              f"the conv decoder upsamples a P/4 grid twice, so P must be a multiple of 4; got {c.window_size}")
     _require(len(c.decoder_channels) == 2 and all(isinstance(h, int) and h > 0 for h in c.decoder_channels),
              "decoder_channels", f"must be two positive channel counts, got {c.decoder_channels}")
+    _require(c.step_memory == "lstm" or c.inference == "residual", "step_memory",
+             f"'none' needs inference='residual': without memory every {c.inference} step would read the same "
+             "input and repeat the first step's answer")
     _require(len(c.encoder_hidden) >= 1 and all(isinstance(h, int) and h > 0 for h in c.encoder_hidden),
              "encoder_hidden", f"must be one or more positive widths, got {c.encoder_hidden}")
 

@@ -6,7 +6,8 @@
 - "recurrent" (the paper's AIR): an LSTM runs over the steps, fed the image and the previous step's z_where and
   z_what;
 - "residual" (the paper's DAIR, Sec. 3.1): the same LSTM, fed what the earlier steps leave unexplained, the
-  image minus their rendered windows.
+  image minus their rendered windows; with step_memory="none" a step carries nothing to the next (no LSTM
+  state, no previous latents), so whether anything is left to explain is decided from the residual alone.
 
 Whatever the network, the posterior comes back as one dict of per-step arrays, z_what and z_where sampled in
 one place from the noise the objective draws (or at their means, for inference). z_what comes from the heads
@@ -61,8 +62,10 @@ def init_params(stream, config, dtype):
     else:
         hidden = features = config.rnn_hidden
         steps = 1
-        # The LSTM reads the encoded image (or residual), the previous step's z_where and z_what, and its state.
-        lstm = small_normal(stream("guide/lstm"), widths[-1] + 3 + config.what_dim + hidden, 4 * hidden, dtype,
+        # The LSTM reads the encoded image (or residual), and with memory the previous step's z_where and z_what
+        # and its own state.
+        carried = 3 + config.what_dim + hidden if config.step_memory == "lstm" else 0
+        lstm = small_normal(stream("guide/lstm"), widths[-1] + carried, 4 * hidden, dtype,
                             scale=1.0 / numpy.sqrt(hidden))
         lstm["b"][hidden:2 * hidden] = 1.0  # forget-gate bias 1 (Gers et al. 2000): remember by default
         params["lstm"] = lstm
@@ -200,7 +203,8 @@ def _global_posterior(params, config, images, noise):
 def _sequential_posterior(params, config, images, noise):
     """AIR's and DAIR's network: an LSTM runs over the steps; each step reads the encoded image (AIR) or what the
     earlier steps left unexplained (DAIR), with the previous step's z_where and z_what, and is rendered before the
-    next, which carries the LSTM's state, those latents and the unexplained image on."""
+    next, which carries the LSTM's state, those latents and the unexplained image on. With step_memory="none"
+    each step starts from a zero cell and reads the encoded residual alone: the LSTM is then one gated layer."""
     b, t, size = images.shape[0], config.max_steps, config.canvas_size
     hidden = config.rnn_hidden
     x = images.reshape(b, size * size)
@@ -214,7 +218,10 @@ def _sequential_posterior(params, config, images, noise):
     for step in range(t):
         if config.inference == "residual" and step > 0:
             features = mlp(params["encoder"], unexplained, final=relu)
-        h, c = lstm_step(params["lstm"], np.concatenate([features, previous, h], axis=1), c)
+        if config.step_memory == "lstm":
+            h, c = lstm_step(params["lstm"], np.concatenate([features, previous, h], axis=1), c)
+        else:
+            h, _ = lstm_step(params["lstm"], features, c)  # c stays zero: nothing is carried
         # The glimpse is cut from what this step reads: the image, or for DAIR what is still unexplained.
         source = (unexplained if config.inference == "residual" else x).reshape(b, size, size)
         step_noise = None if noise is None else {k: v[:, step] for k, v in noise.items() if k in STEP_NOISE}

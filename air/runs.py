@@ -153,9 +153,10 @@ def _on_ray(runs, address):
         yield row
 
 
-def publish(out, target, files=("results.csv", "sweep.png")):
+def publish(out, target, files=("results.csv", "sweep.png"), run_files=RUN_FILES, names=None):
     """Copy a finished sweep's small files into `target` (a folder to commit, e.g. docs/results/NAME): `files` of
-    the sweep folder, and each run's config.json and metrics.json; never a checkpoint. Returns the file count.
+    the sweep folder, and each finished run's `run_files` (config.json and metrics.json), of the runs `names`
+    (default: every run in `out`); never a checkpoint. Returns the file count.
 
     Two sweeps may publish into one folder (presets_5seeds.toml and paper_reinforce_5seeds.toml both do): a
     results.csv already in `target` keeps its rows of runs this sweep does not have, so each sweep replaces
@@ -171,8 +172,10 @@ def publish(out, target, files=("results.csv", "sweep.png")):
                 shutil.copyfile(out / name, target / name)
             copied += 1
     for folder in sorted(p for p in out.iterdir() if (p / "metrics.json").is_file()):
+        if names is not None and folder.name not in names:
+            continue
         (target / folder.name).mkdir(parents=True, exist_ok=True)
-        for name in RUN_FILES:
+        for name in run_files:
             if (folder / name).is_file():
                 shutil.copyfile(folder / name, target / folder.name / name)
                 copied += 1

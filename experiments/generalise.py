@@ -3,12 +3,17 @@
 Two experiments, each with AIR (recurrent inference) and DAIR (residual inference):
   extrapolate: train and validate on scenes of 0, 1 or 2 digits, test on 0-3 (is a 3-digit scene counted?);
   interpolate: train and validate on scenes of 0, 1 or 3 digits, test on 0-3 (is a 2-digit scene counted?).
-Every model has T = 3 steps, so it could count 3. Writes each run into OUT/<experiment>-<inference>-seed<s>,
-then OUT/generalisation.csv and .md (test accuracy per true count, mean over seeds) and generalisation.png.
-Every Config field is a flag (defaults from --preset); runs execute in joblib processes like a sweep's and
-finished runs are skipped, so a stopped call resumes.
+Every model has T = 3 steps, so it could count 3. --models adds DAIR without memory (step_memory="none": a step
+reads only what is still unexplained). Each run trains into OUT/<experiment>-<model>-seed<s> (joblib processes,
+as a sweep's; finished runs are skipped and stopped ones resume from their checkpoint). Every finished run is then
+scored on --n-score scenes of every count 0-3 from the --split digits (test, or validation digits to choose a
+variant without the test ones), by its guide and, with --search, by the model's evidence after a search
+(air.search); the scores are kept in the run folder, so scoring again costs nothing. Writes OUT/generalisation.csv
+and .md (accuracy per true count, mean and sd over seeds, the paper's figure beside the held-out count) and
+generalisation.png; with --split val the files are named generalisation_val.*.
 """
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -17,145 +22,247 @@ from pathlib import Path
 
 import numpy as np
 
+from air.checkpoint import load_checkpoint
 from air.config import ConfigError
-from air.runs import RunSpec, execute, publish
+from air.metrics import count_scores, search_scores
+from air.model import infer
+from air.runs import RunSpec, complete_metrics, execute, publish
 from air.viz import figure
-from experiments.cli import (Parser, UsageError, add_config_flags, config_from_args, int_list, plural, preset_help,
-                             run)
+from experiments.cli import (Parser, UsageError, add_config_flags, add_search_flags, config_from_args, int_list,
+                             load_data, plural, preset_help, run, search_options)
 
 EXPERIMENTS = {"extrapolate": (0, 1, 2), "interpolate": (0, 1, 3)}
 HELD_OUT = {"extrapolate": 3, "interpolate": 2}
-MODELS = {"recurrent": "AIR", "residual": "DAIR"}
+# name -> (label, the Config fields that make it)
+MODELS = {"recurrent": ("AIR", {"inference": "recurrent"}),
+          "residual": ("DAIR", {"inference": "residual"}),
+          "memoryless": ("DAIR, no memory", {"inference": "residual", "step_memory": "none"})}
+# The paper's accuracy on the held-out count, as a third party read it off the paper's Figure 5 (aleju/papers,
+# neural-nets/Attend_Infer_Repeat.md); the paper itself could not be checked from this machine.
+PAPER = {("extrapolate", "AIR"): 0.0, ("extrapolate", "DAIR"): 0.80,
+         ("interpolate", "AIR"): 0.60, ("interpolate", "DAIR"): 0.95}
+SCORERS = ("guide", "searched")
 
 
-def plan(args, config, given):
-    """The RunSpecs: experiment x inference x seed, every run with max_digits = max_steps = 3."""
-    if config.count_prior == "independent" and len(config.pres_prior) != 3:
-        raise UsageError("--pres-prior: needs three probabilities for T = 3 steps")
+def plan(args, given):
+    """The RunSpecs: experiment x model x seed, every run with max_digits = max_steps = 3."""
     out = Path(args.out)
     runs = []
-    for experiment, counts in EXPERIMENTS.items():
-        for inference in MODELS:
+    for experiment in args.experiments:
+        for model in args.models:
             for seed in args.seeds:
-                overrides = {**given, "max_digits": 3, "max_steps": 3, "train_counts": counts,
-                             "inference": inference}
+                overrides = {**given, "max_digits": 3, "max_steps": 3, "train_counts": EXPERIMENTS[experiment],
+                             **MODELS[model][1]}
                 overrides.pop("seed", None)
-                name = f"{experiment}-{inference}-seed{seed}"
+                name = f"{experiment}-{model}-seed{seed}"
                 runs.append(RunSpec(name, args.preset, seed, tuple(sorted(overrides.items())), str(out / name),
                                     os.environ.get("AIR_MNIST_DIR")))
     try:
         for r in runs:
-            r.config()
+            if r.config().count_prior == "independent" and len(r.config().pres_prior) != 3:
+                raise UsageError("--pres-prior: needs three probabilities for T = 3 steps")
     except ConfigError as e:
         raise UsageError(f"--{e.name.replace('_', '-')}: {e.problem}") from None
     return runs
 
 
-def summarise(out, runs):
-    """{(experiment, inference): {"per_count": [mean accuracy per true count 0..3], "seeds": n, ...}}."""
+def every_count_scenes(config, split, n):
+    """n scenes of the split's digits ("val" or "test") with counts uniform over 0..max_digits: for validation
+    digits too, unlike the run's own validation scenes, which hold only its training counts."""
+    changed = dataclasses.replace(config, train_counts=(), **{f"n_{split}": n})
+    return getattr(load_data(changed, quiet=True), split)
+
+
+def score_run(folder, split, n, options):
+    """A finished run's accuracy per true count on n every-count scenes of `split`, by its guide and (options, an
+    air.search.Search) by search: {"split", "n", "search", "guide": {per_class_acc, confusion, count_acc},
+    "searched": same or None}. Kept in the folder as score-<split>.json and reused while split, n and the search
+    options match."""
+    path = Path(folder) / f"score-{split}.json"
+    key = {"split": split, "n": n, "search": None if options is None else dataclasses.asdict(options)}
+    try:
+        kept = json.loads(path.read_text())
+        if {k: kept.get(k) for k in key} == json.loads(json.dumps(key)):
+            return kept
+    except (OSError, ValueError):
+        pass
+    params, config = load_checkpoint(folder)
+    scenes = every_count_scenes(config, split, n)
+    n_true, n_pred = config.max_digits + 1, config.max_steps + 1
+    out = infer(params, config, scenes.images)
+    result = {**key, "guide": count_scores(scenes.counts, out["count"], n_true, n_pred), "searched": None}
+    if options is not None:
+        found, searched = search_scores(params, config, scenes, options)
+        result["searched"] = {**count_scores(scenes.counts, searched["count"], n_true, n_pred),
+                              "seconds": found["seconds"]}
+    path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def summarise(runs, scores):
+    """{(experiment, model, scorer): {"per_count", "per_count_sd" (over seeds; NaN for one seed), "seen_acc",
+    "held_out_acc", "seeds", "wall_s"}} over the runs that finished and were scored."""
     table = {}
     for experiment in EXPERIMENTS:
-        for inference in MODELS:
-            metrics = [json.loads((Path(r.folder) / "metrics.json").read_text()) for r in runs
-                       if r.name.startswith(f"{experiment}-{inference}-")]
-            metrics = [m for m in metrics if m.get("status") == "complete"]
-            if not metrics:
-                continue
-            per_count = np.array([m["per_class_acc"] for m in metrics], dtype=float)
-            table[experiment, inference] = {
-                "per_count": np.nanmean(per_count, axis=0).tolist(),
-                "per_count_sd": np.nanstd(per_count, axis=0).tolist(),
-                "seen_acc": float(np.mean([_seen_accuracy(m, EXPERIMENTS[experiment]) for m in metrics])),
-                "seeds": len(metrics),
-                "wall_s": float(np.mean([m["wall_s"] for m in metrics])),
-            }
+        for model in MODELS:
+            mine = [r for r in runs if r.name.startswith(f"{experiment}-{model}-") and r.name in scores]
+            for scorer in SCORERS:
+                found = [scores[r.name][scorer] for r in mine if scores[r.name][scorer] is not None]
+                if not found:
+                    continue
+                per_count = np.array([s["per_class_acc"] for s in found], dtype=float)
+                seen = [seen_accuracy(s["confusion"], EXPERIMENTS[experiment]) for s in found]
+                table[experiment, model, scorer] = {
+                    "per_count": np.nanmean(per_count, axis=0).tolist(),
+                    "per_count_sd": (np.std(per_count, axis=0, ddof=1) if len(found) > 1
+                                     else np.full(per_count.shape[1], np.nan)).tolist(),
+                    "seen_acc": float(np.mean(seen)),
+                    "seeds": len(found),
+                    "wall_s": float(np.mean([complete_metrics(Path(r.folder))["wall_s"] for r in mine])),
+                }
     return table
 
 
-def _seen_accuracy(metrics, counts):
-    """Test accuracy over the scenes whose count was seen in training."""
-    confusion = np.array(metrics["confusion"])
-    rows = confusion[list(counts)]
+def seen_accuracy(confusion, counts):
+    """Accuracy over the scenes whose count was seen in training, from a confusion matrix (true x counted)."""
+    rows = np.asarray(confusion)[list(counts)]
     return float(sum(rows[i, c] for i, c in enumerate(counts)) / max(rows.sum(), 1))
 
 
-def write_table(out, table):
-    header = ["experiment", "model", "seeds", "acc. count 0", "acc. count 1", "acc. count 2", "acc. count 3",
-              "acc. on seen counts", "held-out count", "wall s"]
+def write_table(out, table, stem):
+    """OUT/<stem>.csv and .md; returns the markdown. The held-out count is in bold, the paper's figure beside."""
+    header = ["experiment", "model", "count by", "seeds", "acc. count 0", "acc. count 1", "acc. count 2",
+              "acc. count 3", "sd held-out", "acc. on seen counts", "held-out count", "paper, held-out", "wall s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    with open(Path(out) / "generalisation.csv", "w", newline="") as f:
+    with open(Path(out) / f"{stem}.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
-        for (experiment, inference), row in table.items():
-            cells = [experiment, MODELS[inference], row["seeds"]] + [f"{a:.3f}" for a in row["per_count"]] + [
-                f"{row['seen_acc']:.3f}", HELD_OUT[experiment], f"{row['wall_s']:.0f}"]
-            writer.writerow(cells)
+        for (experiment, model, scorer), row in table.items():
             held = HELD_OUT[experiment]
-            shown = [f"**{c}**" if i == 3 + held else str(c) for i, c in enumerate(cells)]
-            lines.append("| " + " | ".join(map(str, shown)) + " |")
-    (Path(out) / "generalisation.md").write_text("\n".join(lines) + "\n")
+            label = MODELS[model][0]
+            paper = PAPER.get((experiment, label), "")
+            sd = row["per_count_sd"][held]
+            cells = [experiment, label, scorer, row["seeds"]] + [f"{a:.3f}" for a in row["per_count"]] + [
+                "" if math.isnan(sd) else f"{sd:.3f}", f"{row['seen_acc']:.3f}", held,
+                f"about {paper:.2f}" if paper != "" else "", f"{row['wall_s']:.0f}"]
+            writer.writerow(cells)
+            shown = [f"**{c}**" if i == 4 + held else str(c) for i, c in enumerate(cells)]
+            lines.append("| " + " | ".join(shown) + " |")
+    (Path(out) / f"{stem}.md").write_text("\n".join(lines) + "\n")
     return "\n".join(lines)
 
 
-def plot(out, table):
-    fig = figure(9, 3.4)
-    axes = fig.subplots(1, len(EXPERIMENTS), sharey=True)
-    for ax, experiment in zip(np.atleast_1d(axes), EXPERIMENTS):
-        for k, (inference, label) in enumerate(MODELS.items()):
-            row = table.get((experiment, inference))
-            if row is None:
-                continue
-            x = np.arange(4) + (k - 0.5) * 0.38
-            spread = row["per_count_sd"] if row["seeds"] > 1 else None  # no error bar from a single seed
-            ax.bar(x, row["per_count"], width=0.36, yerr=spread, capsize=2,
-                   label=f"{label} ({row['seeds']} seed{'s' if row['seeds'] > 1 else ''})",
-                   color=["#3182bd", "#e6550d"][k])
+def plot(out, table, stem, split):
+    """Accuracy per true count, a bar a model (the guide's count; the searched one as a diamond), the held-out
+    count shaded, one panel an experiment; error bars are the sd over seeds."""
+    fig = figure(9, 3.6)
+    experiments = sorted({e for e, _, _ in table}, key=list(EXPERIMENTS).index)
+    axes = np.atleast_1d(fig.subplots(1, len(experiments), sharey=True))
+    colours = {"recurrent": "#3182bd", "residual": "#e6550d", "memoryless": "#31a354"}
+    for ax, experiment in zip(axes, experiments):
+        models = [m for m in MODELS if (experiment, m, "guide") in table]
+        width = 0.8 / len(models)
+        for k, model in enumerate(models):
+            row = table[experiment, model, "guide"]
+            x = np.arange(4) + (k - (len(models) - 1) / 2) * width
+            seeds = row["seeds"]
+            ax.bar(x, row["per_count"], width=0.95 * width, yerr=None if seeds == 1 else row["per_count_sd"],
+                   capsize=2, color=colours[model],
+                   label=f"{MODELS[model][0]} ({plural(seeds, 'seed')})")
+            searched = table.get((experiment, model, "searched"))
+            if searched is not None:
+                ax.plot(x, searched["per_count"], "D", color="black", markersize=3.5,
+                        label="searched" if k == len(models) - 1 else None)
         held = HELD_OUT[experiment]
         ax.axvspan(held - 0.45, held + 0.45, color="#dddddd", zorder=0)
         ax.set_xticks(range(4))
         ax.set_xlabel("true number of digits (grey: never seen in training)")
         ax.set_title(f"{experiment}: trained on counts {', '.join(map(str, EXPERIMENTS[experiment]))}", fontsize=9)
         ax.set_ylim(0, 1.05)
-        ax.legend(fontsize=8, loc="lower left")
-    np.atleast_1d(axes)[0].set_ylabel("test count accuracy")
+        ax.legend(fontsize=7, loc="lower left")
+    axes[0].set_ylabel(f"{'validation' if split == 'val' else 'test'} count accuracy")
     fig.tight_layout()
-    path = Path(out) / "generalisation.png"
+    path = Path(out) / f"{stem}.png"
     fig.savefig(path, dpi=110)
     return path
+
+
+def _names(text, known, flag):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise UsageError(f"{flag}: expected names of {', '.join(known)}, got {text!r}")
+    return names
 
 
 def main(argv=None):
     parser = Parser(prog="python -m experiments.generalise", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="paper", help=preset_help("configuration every run starts from", "paper"))
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds (default: 0)")
+    parser.add_argument("--experiments", default=",".join(EXPERIMENTS),
+                        help=f"comma-separated, of {', '.join(EXPERIMENTS)} (default: both)")
+    parser.add_argument("--models", default="recurrent,residual",
+                        help=f"comma-separated, of {', '.join(MODELS)} (default: recurrent,residual, the paper's "
+                             "AIR and DAIR)")
+    parser.add_argument("--split", choices=["test", "val"], default="test",
+                        help="score on test digits (default) or validation digits, to choose without the test ones")
+    parser.add_argument("--n-score", type=int, default=1000, metavar="N",
+                        help="scenes of every count 0-3 each run is scored on (default: 1000)")
     parser.add_argument("--out", default="runs/generalise", help="folder of the runs and the table")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (default: 2)")
     parser.add_argument("--publish", default=None, metavar="DIR",
-                        help="copy the table, the figure and each run's config.json and metrics.json into DIR")
+                        help="copy the table, the figure and each run's config.json, metrics.json and score "
+                             "file into DIR")
+    add_search_flags(parser)
     add_config_flags(parser)
     args = parser.parse_args(argv)
     args.seeds = int_list(args.seeds, "--seeds")
+    args.experiments = _names(args.experiments, EXPERIMENTS, "--experiments")
+    args.models = _names(args.models, MODELS, "--models")
     if args.jobs < 1:
         raise UsageError("--jobs: must be positive")
-    config, given = config_from_args(args)
-    runs = plan(args, config, given)
+    if args.n_score < 1:
+        raise UsageError("--n-score: must be positive")
+    options = search_options(args)
+    _, given = config_from_args(args)
+    runs = plan(args, given)
 
     print(f"generalisation: {plural(len(runs), 'run')} of preset {args.preset} into {args.out}", flush=True)
+    finished = []
     for i, row in enumerate(execute(runs, "joblib", args.jobs), 1):
         acc = row["test_count_acc"]
-        score = f"test acc {acc:.3f}, {row['wall_s']:.0f} s" if isinstance(acc, float) and math.isfinite(acc) \
-            else row["status"]
-        print(f"[{i}/{len(runs)}] {row['run']}: {score}{' (already complete)' if row['skipped'] else ''}", flush=True)
-    table = summarise(args.out, runs)
+        done = isinstance(acc, float) and math.isfinite(acc)
+        state = f"trained in {row['wall_s']:.0f} s" if done else row["status"]
+        print(f"[{i}/{len(runs)}] {row['run']}: {state}{' (already complete)' if row['skipped'] else ''}", flush=True)
+        if done:
+            finished.append(row["run"])
+    scores = _score_all([r for r in runs if r.name in finished], args, options)
+    table = summarise(runs, scores)
     if not table:
         print("no run finished", file=sys.stderr)
         return 1
-    print(write_table(args.out, table), flush=True)
-    print(f"figure: {plot(args.out, table)}", flush=True)
+    stem = "generalisation" if args.split == "test" else "generalisation_val"
+    print(write_table(args.out, table, stem), flush=True)
+    print(f"figure: {plot(args.out, table, stem, args.split)}", flush=True)
     if args.publish:
-        files = ("generalisation.csv", "generalisation.md", "generalisation.png")
-        print(f"published: {plural(publish(args.out, args.publish, files), 'file')} in {args.publish}", flush=True)
+        files = (f"{stem}.csv", f"{stem}.md", f"{stem}.png")
+        count = publish(args.out, args.publish, files, ("config.json", "metrics.json", f"score-{args.split}.json"),
+                        names={r.name for r in runs})
+        print(f"published: {plural(count, 'file')} in {args.publish}", flush=True)
     return 0
+
+
+def _score_all(runs, args, options):
+    """{run name: score_run(...)} over the finished runs, in joblib processes, a line each as it is scored."""
+    from joblib import Parallel, delayed  # the sweep extra, as for training
+    jobs = Parallel(n_jobs=args.jobs, return_as="generator")(
+        delayed(score_run)(r.folder, args.split, args.n_score, options) for r in runs)
+    scores = {}
+    for r, found in zip(runs, jobs):
+        scores[r.name] = found
+        accs = ", ".join(f"{s} {found[s]['count_acc']:.3f}" for s in SCORERS if found[s] is not None)
+        print(f"scored {r.name} on {args.n_score} {args.split} scenes: {accs}", flush=True)
+    return scores
 
 
 if __name__ == "__main__":

@@ -1,39 +1,71 @@
-"""experiments.generalise: four runs (extrapolate / interpolate x AIR / DAIR), trained on their counts only,
-scored on every count, summarised in a table and a figure."""
+"""experiments.generalise: runs (extrapolate / interpolate x AIR / DAIR), trained on their counts only, scored
+on every count by the guide and by search, summarised in a table and a figure."""
 import csv
 import json
 
 from experiments import cli, generalise
 
 TINY = ["--preset", "best", "--n-train", "48", "--n-val", "16", "--n-test", "48", "--n-epochs", "1",
-        "--batch-size", "16", "--jobs", "1"]
+        "--batch-size", "16", "--jobs", "1", "--n-score", "40"]
+SEARCH = ["--search", "--search-steps", "2", "--search-gate", "-1"]
+
+
+def rows_of(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
 
 
 def test_generalisation_runs_train_on_their_counts_and_are_scored_on_all(capsys, tmp_path, mnist_dir, monkeypatch):
     monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
     out = tmp_path / "gen"
-    assert cli.run(generalise.main, TINY + ["--out", str(out)]) == 0
+    assert cli.run(generalise.main, TINY + SEARCH + ["--out", str(out)]) == 0
     for experiment, counts in generalise.EXPERIMENTS.items():
         for inference in ("recurrent", "residual"):
             folder = out / f"{experiment}-{inference}-seed0"
             config = json.loads((folder / "config.json").read_text())
             assert (config["train_counts"], config["inference"], config["max_digits"]) == (list(counts), inference, 3)
             metrics = json.loads((folder / "metrics.json").read_text())
-            assert len(metrics["confusion"]) == 4 and all(sum(row) > 0 for row in metrics["confusion"])
             held_out = generalise.HELD_OUT[experiment]
             assert sum(metrics["val_confusion"][held_out]) == 0  # validation never shows the held-out count
-    with open(out / "generalisation.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert [(r["experiment"], r["model"]) for r in rows] == [("extrapolate", "AIR"), ("extrapolate", "DAIR"),
-                                                            ("interpolate", "AIR"), ("interpolate", "DAIR")]
+            scores = json.loads((folder / "score-test.json").read_text())
+            for scorer in generalise.SCORERS:
+                confusion = scores[scorer]["confusion"]
+                assert len(confusion) == 4 and sum(map(sum, confusion)) == 40 and all(sum(r) > 0 for r in confusion)
+    rows = rows_of(out / "generalisation.csv")
+    assert [(r["experiment"], r["model"], r["count by"]) for r in rows] == [
+        (e, m, s) for e in ("extrapolate", "interpolate") for m in ("AIR", "DAIR") for s in ("guide", "searched")]
+    assert {r["paper, held-out"] for r in rows} == {"about 0.00", "about 0.80", "about 0.60", "about 0.95"}
     assert (out / "generalisation.png").stat().st_size > 1000
     assert "**" in (out / "generalisation.md").read_text()  # the held-out count is marked
-    # Finished runs are not trained again.
+    # Finished runs are neither trained nor scored again.
+    kept = (out / "interpolate-residual-seed0" / "score-test.json").stat().st_mtime_ns
     capsys.readouterr()
-    assert cli.run(generalise.main, TINY + ["--out", str(out)]) == 0
+    assert cli.run(generalise.main, TINY + SEARCH + ["--out", str(out)]) == 0
     assert capsys.readouterr().out.count("(already complete)") == 4
+    assert (out / "interpolate-residual-seed0" / "score-test.json").stat().st_mtime_ns == kept
+    assert rows_of(out / "generalisation.csv") == rows
 
 
-def test_bad_seeds_are_one_line(capsys):
+def test_the_memoryless_variant_is_chosen_on_validation_digits_of_every_count(tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setenv("AIR_MNIST_DIR", str(mnist_dir))
+    out, published = tmp_path / "gen", tmp_path / "published"
+    assert cli.run(generalise.main, TINY + ["--out", str(out), "--experiments", "interpolate", "--models",
+                                            "memoryless", "--split", "val", "--publish", str(published)]) == 0
+    folder = out / "interpolate-memoryless-seed0"
+    assert json.loads((folder / "config.json").read_text())["step_memory"] == "none"
+    scores = json.loads((folder / "score-val.json").read_text())
+    assert scores["searched"] is None and sum(scores["guide"]["confusion"][2]) > 0  # the held-out count is scored
+    assert [(r["model"], r["count by"]) for r in rows_of(out / "generalisation_val.csv")] == [
+        ("DAIR, no memory", "guide")]
+    assert sorted(p.name for p in (published / folder.name).iterdir()) == ["config.json", "metrics.json",
+                                                                           "score-val.json"]
+    assert (published / "generalisation_val.png").is_file()
+
+
+def test_bad_flags_are_one_line(capsys):
     assert cli.run(generalise.main, ["--seeds", "a,b"]) == 2
     assert "--seeds: expected comma-separated integers" in capsys.readouterr().err
+    assert cli.run(generalise.main, ["--models", "residual,lstm"]) == 2
+    assert "--models: expected names of recurrent, residual, memoryless, got 'residual,lstm'" in capsys.readouterr().err
+    assert cli.run(generalise.main, ["--n-score", "0"]) == 2
+    assert "--n-score: must be positive" in capsys.readouterr().err

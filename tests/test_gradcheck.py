@@ -27,6 +27,7 @@ def small_problem(**switches):
     dict(inference="recurrent", pres_estimator="reinforce", count_prior="geometric", likelihood="gaussian"),
     dict(decoder="conv", window_size=8, decoder_channels=(3, 2), pres_estimator="enumerate"),
     dict(inference="residual", object_encoder="glimpse", pres_estimator="enumerate", composition="max"),
+    dict(inference="residual", step_memory="none", object_encoder="glimpse", pres_estimator="enumerate"),
     dict(inference="recurrent", object_encoder="glimpse", z_where="stochastic", scale_bound="tanh",
          log_scale_range=(-1.0, -0.2), pres_estimator="reinforce"),
 ])

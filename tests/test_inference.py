@@ -100,6 +100,31 @@ def test_residual_and_recurrent_differ_after_the_first_step():
     assert not np.allclose(a["pres_logit"][:, 1], b["pres_logit"][:, 1])
 
 
+def test_a_memoryless_residual_step_sees_only_what_is_left():
+    """Without memory, step t of a scene is step 0 of the scene minus the first t steps' canvases."""
+    config = small_config(inference="residual", step_memory="none")
+    params, images, noise = problem(config)
+    assert params["lstm"]["w"].shape[0] == config.encoder_hidden[-1]  # reads the encoded residual, nothing else
+    steps = guide(params, config, images, {"what": noise["what"]})
+    for t in range(1, config.max_steps):
+        left = images - steps["canvases"][:, :t].sum(axis=1)
+        again = guide(params, config, left, {"what": np.roll(noise["what"], -t, axis=1)})
+        assert np.allclose(again["pres_logit"][:, 0], steps["pres_logit"][:, t], rtol=1e-12, atol=1e-12)
+        assert np.allclose(again["canvases"][:, 0], steps["canvases"][:, t], rtol=1e-12, atol=1e-12)
+    remembering = small_config(inference="residual")
+    with_memory = guide(air.init_params(np.random.default_rng(3), remembering), remembering, images,
+                        {"what": noise["what"]})
+    left = images - with_memory["canvases"][:, 0]
+    again = guide(air.init_params(np.random.default_rng(3), remembering), remembering, left,
+                  {"what": np.roll(noise["what"], -1, axis=1)})
+    assert not np.allclose(again["pres_logit"][:, 0], with_memory["pres_logit"][:, 1])  # the LSTM carries state
+
+
+def test_memory_off_needs_the_residual_network():
+    with pytest.raises(air.ConfigError, match="step_memory: 'none' needs inference='residual'"):
+        small_config(inference="recurrent", step_memory="none")
+
+
 @pytest.mark.parametrize("inference", ["recurrent", "residual"])
 def test_infer_on_sequential_networks(inference):
     config = small_config(inference=inference)
