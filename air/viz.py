@@ -680,3 +680,21 @@ def search_figure(images, true_counts, amortised, searched, n_scenes=8):
     _suptitle(board.fig, f"Counts the search changed: {fixed} fixed, {broken} broken\n"
                          f"(margin: the searched count's estimated log p(x, n) over the next best)", fontsize=9.5)
     return board.fig
+
+
+def models_figure(models, images, true_counts, title):
+    """The same scenes read by several models: a row a model (label, params, config), a column a scene, each with
+    the model's windows (dashed: absent steps) and its count, green where right and red where wrong."""
+    size = images.shape[-1]
+    board = Board(len(models), len(images), size, top=0.75, bottom=0.4, left=0.45, min_width=5.0)
+    for r, (label, params, config) in enumerate(models):
+        out = infer(params, config, images)
+        for c, image in enumerate(images):
+            board.image(r, c, image)
+            board.step_boxes(r, c, out["boxes"][c], out["z_pres"][c], linewidth=1.2)
+            board.title(r, c, f"counted {out['count'][c]}",
+                        color="green" if out["count"][c] == true_counts[c] else "red")
+        board.row_label(r, label)
+    _suptitle(board.fig, title, fontsize=9.5)
+    board.step_legend(max(config.max_steps for _, _, config in models))
+    return board.fig

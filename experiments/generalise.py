@@ -10,7 +10,8 @@ scored on --n-score scenes of every count 0-3 from the --split digits (test, or 
 variant without the test ones), by its guide and, with --search, by the model's evidence after a search
 (air.search); the scores are kept in the run folder, so scoring again costs nothing. Writes OUT/generalisation.csv
 and .md (accuracy per true count, mean and sd over seeds, the paper's figure beside the held-out count) and
-generalisation.png; with --split val the files are named generalisation_val.*.
+generalisation.png, and generalisation_<experiment>.png, scenes of the held-out count read by each model (first
+seed); with --split val the files are named generalisation_val*.
 """
 import csv
 import dataclasses
@@ -27,7 +28,7 @@ from air.config import ConfigError
 from air.metrics import count_scores, search_scores
 from air.model import infer
 from air.runs import RunSpec, complete_metrics, execute, publish
-from air.viz import figure
+from air.viz import figure, models_figure
 from experiments.cli import (Parser, UsageError, add_config_flags, add_search_flags, config_from_args, int_list,
                              load_data, plural, preset_help, run, search_options)
 
@@ -155,7 +156,7 @@ def write_table(out, table, stem):
 def plot(out, table, stem, split):
     """Accuracy per true count, a bar a model (the guide's count; the searched one as a diamond), the held-out
     count shaded, one panel an experiment; error bars are the sd over seeds."""
-    fig = figure(9, 3.6)
+    fig = figure(9, 3.9)
     experiments = sorted({e for e, _, _ in table}, key=list(EXPERIMENTS).index)
     axes = np.atleast_1d(fig.subplots(1, len(experiments), sharey=True))
     colours = {"recurrent": "#3182bd", "residual": "#e6550d", "memoryless": "#31a354"}
@@ -172,19 +173,46 @@ def plot(out, table, stem, split):
             searched = table.get((experiment, model, "searched"))
             if searched is not None:
                 ax.plot(x, searched["per_count"], "D", color="black", markersize=3.5,
-                        label="searched" if k == len(models) - 1 else None)
+                        label="count by search" if k == len(models) - 1 else None)
         held = HELD_OUT[experiment]
         ax.axvspan(held - 0.45, held + 0.45, color="#dddddd", zorder=0)
         ax.set_xticks(range(4))
         ax.set_xlabel("true number of digits (grey: never seen in training)")
         ax.set_title(f"{experiment}: trained on counts {', '.join(map(str, EXPERIMENTS[experiment]))}", fontsize=9)
         ax.set_ylim(0, 1.05)
-        ax.legend(fontsize=7, loc="lower left")
     axes[0].set_ylabel(f"{'validation' if split == 'val' else 'test'} count accuracy")
-    fig.tight_layout()
+    handles = {}
+    for ax in axes:  # one key below the panels, every model and the searched marker once
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path = Path(out) / f"{stem}.png"
     fig.savefig(path, dpi=110)
     return path
+
+
+def held_out_figures(out, runs, args, stem, n_scenes=8):
+    """OUT/<stem>_<experiment>.png: n_scenes scenes of the held-out count (the split's, the first seed's runs),
+    read by each model, their windows drawn; the paths."""
+    paths = []
+    for experiment in args.experiments:
+        models = []
+        for model in args.models:
+            folder = Path(out) / f"{experiment}-{model}-seed{args.seeds[0]}"
+            if complete_metrics(folder) is not None:
+                models.append((MODELS[model][0], *load_checkpoint(folder)))
+        if not models:
+            continue
+        scenes = every_count_scenes(models[0][2], args.split, args.n_score)
+        held = HELD_OUT[experiment]
+        picked = np.flatnonzero(scenes.counts == held)[:n_scenes]
+        fig = models_figure(models, scenes.images[picked], scenes.counts[picked],
+                            f"{experiment}: {held}-digit {'validation' if args.split == 'val' else 'test'} scenes, "
+                            f"a count never seen in training (seed {args.seeds[0]})")
+        paths.append(Path(out) / f"{stem}_{experiment}.png")
+        fig.savefig(paths[-1], dpi=110)
+    return paths
 
 
 def _names(text, known, flag):
@@ -244,8 +272,10 @@ def main(argv=None):
     stem = "generalisation" if args.split == "test" else "generalisation_val"
     print(write_table(args.out, table, stem), flush=True)
     print(f"figure: {plot(args.out, table, stem, args.split)}", flush=True)
+    scenes = held_out_figures(args.out, runs, args, stem)
+    print(f"held-out scenes: {', '.join(map(str, scenes))}", flush=True)
     if args.publish:
-        files = (f"{stem}.csv", f"{stem}.md", f"{stem}.png")
+        files = (f"{stem}.csv", f"{stem}.md", f"{stem}.png") + tuple(p.name for p in scenes)
         count = publish(args.out, args.publish, files, ("config.json", "metrics.json", f"score-{args.split}.json"),
                         names={r.name for r in runs})
         print(f"published: {plural(count, 'file')} in {args.publish}", flush=True)

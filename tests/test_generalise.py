@@ -36,6 +36,7 @@ def test_generalisation_runs_train_on_their_counts_and_are_scored_on_all(capsys,
         (e, m, s) for e in ("extrapolate", "interpolate") for m in ("AIR", "DAIR") for s in ("guide", "searched")]
     assert {r["paper, held-out"] for r in rows} == {"about 0.00", "about 0.80", "about 0.60", "about 0.95"}
     assert (out / "generalisation.png").stat().st_size > 1000
+    assert (out / "generalisation_extrapolate.png").stat().st_size > 1000
     assert "**" in (out / "generalisation.md").read_text()  # the held-out count is marked
     # Finished runs are neither trained nor scored again.
     kept = (out / "interpolate-residual-seed0" / "score-test.json").stat().st_mtime_ns
@@ -60,6 +61,7 @@ def test_the_memoryless_variant_is_chosen_on_validation_digits_of_every_count(tm
     assert sorted(p.name for p in (published / folder.name).iterdir()) == ["config.json", "metrics.json",
                                                                            "score-val.json"]
     assert (published / "generalisation_val.png").is_file()
+    assert (published / "generalisation_val_interpolate.png").stat().st_size > 1000  # two-digit scenes, read
 
 
 def test_bad_flags_are_one_line(capsys):
