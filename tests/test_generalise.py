@@ -71,3 +71,7 @@ def test_bad_flags_are_one_line(capsys):
     assert "--models: expected names of recurrent, residual, memoryless, got 'residual,lstm'" in capsys.readouterr().err
     assert cli.run(generalise.main, ["--n-score", "0"]) == 2
     assert "--n-score: must be positive" in capsys.readouterr().err
+    assert cli.run(generalise.main, ["--preset", "seed", "--pres-prior", "0.5,0.4"]) == 2
+    assert "--pres-prior: needs one probability per step (3), got 2" in capsys.readouterr().err
+    assert cli.run(generalise.main, ["--models", "recurrent", "--step-memory", "none"]) == 2
+    assert "--step-memory: 'none' needs inference='residual'" in capsys.readouterr().err
