@@ -10,8 +10,9 @@ scored on --n-score scenes of every count 0-3 from the --split digits (test, or 
 variant without the test ones), by its guide and, with --search, by the model's evidence after a search
 (air.search); the scores are kept in the run folder, so scoring again costs nothing. Writes OUT/generalisation.csv
 and .md (accuracy per true count, mean and sd over seeds, the paper's figure beside the held-out count) and
-generalisation.png, and generalisation_<experiment>.png, scenes of the held-out count read by each model (first
-seed); with --split val the files are named generalisation_val*.
+generalisation.png; generalisation_ink.csv, what each guide leaves unexplained once it has drawn as many steps as
+the scene has digits, and whether it goes on; and generalisation_<experiment>.png, scenes of the held-out count
+read by each model (first seed). With --split val the files are named generalisation_val*.
 """
 import csv
 import dataclasses
@@ -25,9 +26,11 @@ import numpy as np
 
 from air.checkpoint import load_checkpoint
 from air.config import ConfigError
+from air.guide import guide
 from air.metrics import count_scores, search_scores
 from air.model import infer
 from air.runs import RunSpec, complete_metrics, execute, publish
+from air.search import unexplained_ink
 from air.viz import figure, models_figure
 from experiments.cli import (Parser, UsageError, add_config_flags, add_search_flags, config_from_args, int_list,
                              load_data, plural, preset_help, run, search_options)
@@ -82,7 +85,7 @@ def score_run(folder, split, n, options):
     key = {"split": split, "n": n, "search": None if options is None else dataclasses.asdict(options)}
     try:
         kept = json.loads(path.read_text())
-        if {k: kept.get(k) for k in key} == json.loads(json.dumps(key)):
+        if {k: kept.get(k) for k in key} == json.loads(json.dumps(key)) and "after_true_count" in kept:
             return kept
     except (OSError, ValueError):
         pass
@@ -90,13 +93,35 @@ def score_run(folder, split, n, options):
     scenes = every_count_scenes(config, split, n)
     n_true, n_pred = config.max_digits + 1, config.max_steps + 1
     out = infer(params, config, scenes.images)
-    result = {**key, "guide": count_scores(scenes.counts, out["count"], n_true, n_pred), "searched": None}
+    result = {**key, "guide": count_scores(scenes.counts, out["count"], n_true, n_pred), "searched": None,
+              "after_true_count": after_true_count(params, config, scenes)}
     if options is not None:
         found, searched = search_scores(params, config, scenes, options)
         result["searched"] = {**count_scores(scenes.counts, searched["count"], n_true, n_pred),
                               "seconds": found["seconds"]}
     path.write_text(json.dumps(result, indent=1))
     return result
+
+
+def after_true_count(params, config, scenes):
+    """What the guide leaves and decides once it has drawn as many steps as the scene has digits: per true count
+    n >= 1, the median and 90th percentile of the ink its first n windows leave unexplained (air.search's
+    unexplained_ink: the most within one window-sized square), and the share of scenes whose step n + 1 it then
+    calls present (an over-count), where there is a step n + 1. A guide that stops only once less ink is left
+    than it met in training over-counts a count whose scenes leave more."""
+    post = guide(params, config, scenes.images)
+    drawn = np.cumsum(post["canvases"], axis=1)  # the ungated scene after steps 1..T
+    found = {}
+    for n in range(1, config.max_steps + 1):
+        rows = np.flatnonzero(scenes.counts == n)
+        if not len(rows):
+            continue
+        ink = unexplained_ink(config, scenes.images[rows], drawn[rows, n - 1])
+        found[str(n)] = {"scenes": int(len(rows)), "ink_median": float(np.median(ink)),
+                         "ink_q90": float(np.quantile(ink, 0.9)),
+                         "next_present": (float(np.mean(post["pres_logit"][rows, n] > 0))
+                                          if n < config.max_steps else None)}
+    return found
 
 
 def summarise(runs, scores):
@@ -149,6 +174,29 @@ def write_table(out, table, stem):
             shown = [f"**{c}**" if i == 4 + held else str(c) for i, c in enumerate(cells)]
             lines.append("| " + " | ".join(shown) + " |")
     (Path(out) / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
+def write_ink_table(out, runs, scores, stem):
+    """OUT/<stem>_ink.csv (and its markdown, returned): per experiment and model, means over seeds of what the
+    guide leaves once it has drawn as many steps as the scene has digits (after_true_count)."""
+    header = ["experiment", "model", "seeds"] + [f"ink left after {n} (median)" for n in (1, 2, 3)] + [
+        f"step {n + 1} present after {n}" for n in (1, 2)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    with open(Path(out) / f"{stem}_ink.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for experiment in EXPERIMENTS:
+            for model in MODELS:
+                found = [scores[r.name]["after_true_count"] for r in runs
+                         if r.name.startswith(f"{experiment}-{model}-") and r.name in scores]
+                if not found:
+                    continue
+                mean = lambda key, n: f"{np.mean([f[str(n)][key] for f in found]):.{1 if key == 'ink_median' else 2}f}"
+                cells = [experiment, MODELS[model][0], len(found)] + [mean("ink_median", n) for n in (1, 2, 3)] + [
+                    mean("next_present", n) for n in (1, 2)]
+                writer.writerow(cells)
+                lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
 
 
@@ -270,11 +318,15 @@ def main(argv=None):
         return 1
     stem = "generalisation" if args.split == "test" else "generalisation_val"
     print(write_table(args.out, table, stem), flush=True)
+    ink = write_ink_table(args.out, runs, scores, stem)
+    with open(Path(args.out) / f"{stem}.md", "a") as f:
+        f.write("\nWhat the guide leaves once it has drawn as many steps as the scene has digits:\n\n" + ink + "\n")
+    print(ink, flush=True)
     print(f"figure: {plot(args.out, table, stem, args.split)}", flush=True)
     scenes = held_out_figures(args.out, runs, args, stem)
     print(f"held-out scenes: {', '.join(map(str, scenes))}", flush=True)
     if args.publish:
-        files = (f"{stem}.csv", f"{stem}.md", f"{stem}.png") + tuple(p.name for p in scenes)
+        files = (f"{stem}.csv", f"{stem}_ink.csv", f"{stem}.md", f"{stem}.png") + tuple(p.name for p in scenes)
         count = publish(args.out, args.publish, files, ("config.json", "metrics.json", f"score-{args.split}.json"),
                         names={r.name for r in runs})
         print(f"published: {plural(count, 'file')} in {args.publish}", flush=True)

@@ -28,6 +28,10 @@ def test_generalisation_runs_train_on_their_counts_and_are_scored_on_all(capsys,
             held_out = generalise.HELD_OUT[experiment]
             assert sum(metrics["val_confusion"][held_out]) == 0  # validation never shows the held-out count
             scores = json.loads((folder / "score-test.json").read_text())
+            after = scores["after_true_count"]
+            assert sorted(after) == ["1", "2", "3"] and after["3"]["next_present"] is None
+            empty = sum(scores["guide"]["confusion"][0])
+            assert sum(a["scenes"] for a in after.values()) == 40 - empty  # every scene with a digit, once
             for scorer in generalise.SCORERS:
                 confusion = scores[scorer]["confusion"]
                 assert len(confusion) == 4 and sum(map(sum, confusion)) == 40 and all(sum(r) > 0 for r in confusion)
@@ -37,6 +41,8 @@ def test_generalisation_runs_train_on_their_counts_and_are_scored_on_all(capsys,
     assert {r["paper, held-out"] for r in rows} == {"about 0.00", "about 0.80", "about 0.60", "about 0.95"}
     assert (out / "generalisation.png").stat().st_size > 1000
     assert (out / "generalisation_extrapolate.png").stat().st_size > 1000
+    assert [(r["experiment"], r["model"]) for r in rows_of(out / "generalisation_ink.csv")] == [
+        (e, m) for e in ("extrapolate", "interpolate") for m in ("AIR", "DAIR")]
     assert "**" in (out / "generalisation.md").read_text()  # the held-out count is marked
     # Finished runs are neither trained nor scored again.
     kept = (out / "interpolate-residual-seed0" / "score-test.json").stat().st_mtime_ns
