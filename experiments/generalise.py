@@ -125,8 +125,9 @@ def after_true_count(params, config, scenes):
 
 
 def summarise(runs, scores):
-    """{(experiment, model, scorer): {"per_count", "per_count_sd" (over seeds; NaN for one seed), "seen_acc",
-    "held_out_acc", "seeds", "wall_s"}} over the runs that finished and were scored."""
+    """{(experiment, model, scorer): {"per_count", "per_count_sd" (over seeds; NaN for one seed), "held_out_range"
+    (the lowest and highest seed's accuracy on the held-out count), "seen_acc", "seeds", "wall_s"}} over the runs
+    that finished and were scored."""
     table = {}
     for experiment in EXPERIMENTS:
         for model in MODELS:
@@ -141,6 +142,8 @@ def summarise(runs, scores):
                     "per_count": np.nanmean(per_count, axis=0).tolist(),
                     "per_count_sd": (np.std(per_count, axis=0, ddof=1) if len(found) > 1
                                      else np.full(per_count.shape[1], np.nan)).tolist(),
+                    "held_out_range": [float(per_count[:, HELD_OUT[experiment]].min()),
+                                       float(per_count[:, HELD_OUT[experiment]].max())],
                     "seen_acc": float(np.mean(seen)),
                     "seeds": len(found),
                     "wall_s": float(np.mean([complete_metrics(Path(r.folder))["wall_s"] for r in mine])),
@@ -157,7 +160,8 @@ def seen_accuracy(confusion, counts):
 def write_table(out, table, stem):
     """OUT/<stem>.csv and .md; returns the markdown. The held-out count is in bold, the paper's figure beside."""
     header = ["experiment", "model", "count by", "seeds", "acc. count 0", "acc. count 1", "acc. count 2",
-              "acc. count 3", "sd held-out", "acc. on seen counts", "held-out count", "paper, held-out", "wall s"]
+              "acc. count 3", "sd held-out", "held-out, lowest seed", "held-out, highest seed", "acc. on seen counts",
+              "held-out count", "paper, held-out", "wall s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     with open(Path(out) / f"{stem}.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -168,7 +172,8 @@ def write_table(out, table, stem):
             paper = PAPER.get((experiment, label), "")
             sd = row["per_count_sd"][held]
             cells = [experiment, label, scorer, row["seeds"]] + [f"{a:.3f}" for a in row["per_count"]] + [
-                "" if math.isnan(sd) else f"{sd:.3f}", f"{row['seen_acc']:.3f}", held,
+                "" if math.isnan(sd) else f"{sd:.3f}", *(f"{a:.3f}" for a in row["held_out_range"]),
+                f"{row['seen_acc']:.3f}", held,
                 f"about {paper:.2f}" if paper != "" else "", f"{row['wall_s']:.0f}"]
             writer.writerow(cells)
             shown = [f"**{c}**" if i == 4 + held else str(c) for i, c in enumerate(cells)]

@@ -81,3 +81,30 @@ def test_bad_flags_are_one_line(capsys):
     assert "--pres-prior: needs one probability per step (3), got 2" in capsys.readouterr().err
     assert cli.run(generalise.main, ["--models", "recurrent", "--step-memory", "none"]) == 2
     assert "--step-memory: 'none' needs inference='residual'" in capsys.readouterr().err
+
+
+def test_the_table_over_seeds_gives_the_mean_the_spread_and_each_extreme_of_the_held_out_count(tmp_path):
+    """Two seeds of interpolating DAIR, each scored on 10 scenes a count: the row is their mean per count, the
+    sample sd and the lowest and highest seed on the held-out count (2), and the seen counts pooled per seed."""
+    def confusion(right_on_two):  # true count x counted; every scene right except some of the two-digit ones
+        rows = [[10, 0, 0, 0], [0, 10, 0, 0], [0, 0, right_on_two, 10 - right_on_two], [0, 0, 0, 10]]
+        return {"confusion": rows, "per_class_acc": [r[i] / 10 for i, r in enumerate(rows)]}
+    runs, scores = [], {}
+    for seed, right in ((0, 9), (1, 6)):
+        name = f"interpolate-residual-seed{seed}"
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"status": "complete", "wall_s": 100.0 * (seed + 1)}))
+        runs.append(generalise.RunSpec(name, "paper", seed, (), str(tmp_path / name), None))
+        scores[name] = {"guide": confusion(right), "searched": None}
+    table = generalise.summarise(runs, scores)
+    assert list(table) == [("interpolate", "residual", "guide")]
+    row = table["interpolate", "residual", "guide"]
+    assert row["per_count"] == [1.0, 1.0, 0.75, 1.0] and row["seeds"] == 2 and row["wall_s"] == 150.0
+    assert abs(row["per_count_sd"][2] - 0.3 / 2 ** 0.5) < 1e-12  # sd (ddof 1) of 0.9 and 0.6
+    assert row["held_out_range"] == [0.6, 0.9]
+    assert row["seen_acc"] == 1.0  # counts 0, 1 and 3 are all right
+    generalise.write_table(tmp_path, table, "generalisation")
+    (written,) = rows_of(tmp_path / "generalisation.csv")
+    assert (written["sd held-out"], written["held-out, lowest seed"], written["held-out, highest seed"]) == (
+        "0.212", "0.600", "0.900")
+    assert (written["acc. count 2"], written["paper, held-out"]) == ("0.750", "about 0.95")
