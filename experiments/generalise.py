@@ -137,13 +137,13 @@ def summarise(runs, scores):
                 if not found:
                     continue
                 per_count = np.array([s["per_class_acc"] for s in found], dtype=float)
+                held = per_count[:, HELD_OUT[experiment]]  # each seed's accuracy on the count never trained on
                 seen = [seen_accuracy(s["confusion"], EXPERIMENTS[experiment]) for s in found]
                 table[experiment, model, scorer] = {
                     "per_count": np.nanmean(per_count, axis=0).tolist(),
                     "per_count_sd": (np.std(per_count, axis=0, ddof=1) if len(found) > 1
                                      else np.full(per_count.shape[1], np.nan)).tolist(),
-                    "held_out_range": [float(per_count[:, HELD_OUT[experiment]].min()),
-                                       float(per_count[:, HELD_OUT[experiment]].max())],
+                    "held_out_range": [float(min(held)), float(max(held))],
                     "seen_acc": float(np.mean(seen)),
                     "seeds": len(found),
                     "wall_s": float(np.mean([complete_metrics(Path(r.folder))["wall_s"] for r in mine])),
