@@ -45,6 +45,7 @@ MODELS = {"recurrent": ("AIR", {"inference": "recurrent"}),
 # neural-nets/Attend_Infer_Repeat.md); the paper itself could not be checked from this machine.
 PAPER = {("extrapolate", "AIR"): 0.0, ("extrapolate", "DAIR"): 0.80,
          ("interpolate", "AIR"): 0.60, ("interpolate", "DAIR"): 0.95}
+PAPER_LABEL = "the paper, held-out count"
 SCORERS = ("guide", "searched")
 
 
@@ -207,7 +208,7 @@ def write_ink_table(out, runs, scores, stem):
 
 def plot(out, table, stem, split):
     """Accuracy per true count, a bar a model (the guide's count; the searched one as a diamond), the held-out
-    count shaded, one panel an experiment; error bars are the sd over seeds."""
+    count shaded and the paper's figure for it a black dash, one panel an experiment; error bars: sd over seeds."""
     fig = figure(9, 3.9)
     experiments = sorted({e for e, _, _ in table}, key=list(EXPERIMENTS).index)
     axes = np.atleast_1d(fig.subplots(1, len(experiments), sharey=True))
@@ -226,6 +227,11 @@ def plot(out, table, stem, split):
             if searched is not None:
                 ax.plot(x, searched["per_count"], "D", color="black", markersize=3.5,
                         label="count by search" if k == len(models) - 1 else None)
+            paper = PAPER.get((experiment, MODELS[model][0]))
+            if paper is not None:  # a dash across the held-out bar, lifted off the axis when it is 0
+                centre = x[HELD_OUT[experiment]]
+                ax.plot([centre - 0.5 * width, centre + 0.5 * width], [max(paper, 0.005)] * 2, color="black",
+                        linewidth=2.2, solid_capstyle="butt", label=PAPER_LABEL)
         held = HELD_OUT[experiment]
         ax.axvspan(held - 0.45, held + 0.45, color="#dddddd", zorder=0)
         ax.set_xticks(range(4))

@@ -3,6 +3,8 @@ on every count by the guide and by search, summarised in a table and a figure.""
 import csv
 import json
 
+import numpy as np
+
 from experiments import cli, generalise
 
 TINY = ["--preset", "best", "--n-train", "48", "--n-val", "16", "--n-test", "48", "--n-epochs", "1",
@@ -108,3 +110,23 @@ def test_the_table_over_seeds_gives_the_mean_the_spread_and_each_extreme_of_the_
     assert (written["sd held-out"], written["held-out, lowest seed"], written["held-out, highest seed"]) == (
         "0.212", "0.600", "0.900")
     assert (written["acc. count 2"], written["paper, held-out"]) == ("0.750", "about 0.95")
+
+
+def test_the_figure_marks_the_papers_figure_on_each_held_out_bar(tmp_path, monkeypatch):
+    """A dash at the paper's held-out accuracy across the held-out bar of AIR and of DAIR, one key entry for all;
+    none for the memoryless variant, which the paper has not."""
+    drawn, real = [], generalise.figure
+    monkeypatch.setattr(generalise, "figure", lambda *size: drawn.append(real(*size)) or drawn[-1])
+    row = {"per_count": [1.0, 0.9, 0.5, 0.8], "per_count_sd": [0.0] * 4, "seeds": 2}
+    table = {(e, m, "guide"): row for e in generalise.EXPERIMENTS for m in ("recurrent", "residual", "memoryless")}
+    generalise.plot(tmp_path, table, "generalisation", "test")
+    (fig,) = drawn
+    for ax, experiment in zip(fig.axes, generalise.EXPERIMENTS):
+        dashes = [line for line in ax.get_lines() if line.get_label() == generalise.PAPER_LABEL]
+        marked = sorted((float(line.get_ydata()[0]), float(np.mean(line.get_xdata()))) for line in dashes)
+        held = generalise.HELD_OUT[experiment]
+        expected = sorted(generalise.PAPER[experiment, label] for label in ("AIR", "DAIR"))
+        assert [round(y, 2) for y, _ in marked] == [round(max(v, 0.005), 2) for v in expected]
+        assert all(abs(x - held) < 0.4 for _, x in marked)  # on the held-out count's bars, not elsewhere
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend.count(generalise.PAPER_LABEL) == 1
