@@ -56,6 +56,8 @@ HIDDEN = 512  # the MLPs' hidden width, on AIR features and on pixels alike (cho
 BATCH = 64
 CHANNELS = (16, 32, 64)  # the pixel CNN's three convolution blocks
 MOMENTUM = 0.9  # of batch normalisation's running averages
+READS = ("where", "what", "what_sd")  # what an object slot may give the AIR readouts, in slot order
+SLOT = ("where", "what")  # what it gives them unless asked otherwise (chosen on validation scenes)
 PATIENCE = 5  # early stopping ends training after this many checks (a twentieth of the steps each) without a gain
 
 
@@ -88,20 +90,26 @@ def task_scenes(task, config, pool, n, rng):
     return config_scenes(config, rng, pool, n, counts=counts, dtype=np.float32)
 
 
-def air_features(params, config, images, batch_size=500, out=None):
+def air_features(params, config, images, batch_size=500, out=None, reads=SLOT):
     """Features of a frozen AIR, (x, spread), each (n, F): x holds the count one-hot, then per step slot (present
-    steps left to right by tx, absent ones zero and last) a presence flag, z_where (log s, tx, ty) and z_what's
-    posterior mean; spread holds the guide's posterior standard deviations of the same z_where (zero where
-    z_where is deterministic) and z_what entries (zero elsewhere), from which fit can draw the latents instead
-    of reading their means. `out`: air.infer's answer for the images, if already computed."""
+    steps left to right by tx, absent ones zero and last) a presence flag and what `reads` names, in READS' order:
+    z_where (log s, tx, ty), z_what's posterior mean, z_what's posterior standard deviation. spread holds the
+    guide's posterior standard deviations of the same z_where (zero where z_where is deterministic) and z_what
+    entries (zero elsewhere, the standard deviations themselves included), from which fit can draw the latents
+    instead of reading their means. `out`: air.infer's answer for the images, if already computed."""
+    unknown = set(reads) - set(READS)
+    if not reads or unknown:
+        raise ValueError(f"reads: expected some of {', '.join(READS)}, got {', '.join(reads) or 'none'}")
     out = infer(params, config, images, batch_size=batch_size) if out is None else out
     posts = [guide(params, config, images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
     where_sd = np.exp(np.concatenate([post["where_logsd"] if post.get("where_logsd") is not None
                                       else np.full(post["shift"].shape[:2] + (3,), -np.inf) for post in posts]))
     what_sd = np.exp(0.5 * np.concatenate([post["what_logvar"] for post in posts]))
     take, on = _slots(out)
-    slots = np.concatenate([on, take(out["z_where"]) * on, take(out["z_what"]) * on], axis=2)
-    spreads = np.concatenate([0 * on, take(where_sd) * on, take(what_sd) * on], axis=2)
+    parts = {"where": (out["z_where"], where_sd), "what": (out["z_what"], what_sd), "what_sd": (what_sd, 0 * what_sd)}
+    chosen = [parts[name] for name in READS if name in reads]
+    slots = np.concatenate([on] + [take(value) * on for value, _ in chosen], axis=2)
+    spreads = np.concatenate([0 * on] + [take(sd) * on for _, sd in chosen], axis=2)
     count = np.eye(config.max_steps + 1, dtype=np.float32)[out["count"]]
     flat = lambda a: a.reshape(len(images), -1)
     return (np.concatenate([count, flat(slots)], axis=1).astype(np.float32),
@@ -127,12 +135,13 @@ def _slots(out):
     return take, take(present[..., None].astype(np.float32))
 
 
-def readout_inputs(readouts, params, config, images):
-    """readout -> (its inputs for `images`, their spread or None): the AIR features and their posterior spreads
-    (one inference for every AIR readout), the decoded windows, the flat pixels, or the images themselves for
-    the CNN."""
+def readout_inputs(readouts, params, config, images, reads=SLOT):
+    """readout -> (its inputs for `images`, their spread or None): the AIR features a slot `reads` and their
+    posterior spreads (one inference for every AIR readout), the decoded windows, the flat pixels, or the images
+    themselves for the CNN."""
     out = infer(params, config, images) if {"objects", "air", "decoded"} & set(readouts) else None
-    latents = air_features(params, config, images, out=out) if {"objects", "air"} & set(readouts) else None
+    latents = air_features(params, config, images, out=out, reads=reads) if {"objects", "air"} & set(readouts) \
+        else None
     every = {"objects": latents, "air": latents, "pixels": (images.reshape(len(images), -1), None),
              "cnn": (images, None)}
     if "decoded" in readouts:
@@ -379,11 +388,13 @@ def accuracy(model, x, y, batch_size=500):
 class Training:
     """How every classifier of an experiment trains: `passes` over its labelled scenes in Adam steps of BATCH, at
     least 100 and at most `max_steps` (n_steps), an MLP of `hidden` units, and for AIR's readouts, batches of
-    latents drawn from the guide's posterior (`draws`) or its means."""
+    latents drawn from the guide's posterior (`draws`) or its means, each slot giving them what `reads` names
+    (air_features)."""
     passes: int = 100
     max_steps: int = 8000
     hidden: int = HIDDEN
     draws: bool = True
+    reads: tuple = SLOT
 
 
 def run_experiment(params, config, tasks, readouts, budgets, seeds, training, n_test, split="test", report=print,
@@ -401,12 +412,12 @@ def run_experiment(params, config, tasks, readouts, budgets, seeds, training, n_
             continue
         scored = task_scenes(task, config, pools[split], n_test, np.random.default_rng([TASKS.index(task), 1]))
         y_scored, n_classes = task_targets(task, scored)
-        scored_inputs = readout_inputs(readouts, params, config, scored.images)
+        scored_inputs = readout_inputs(readouts, params, config, scored.images, training.reads)
         for seed in seeds:
             train = task_scenes(task, config, pools["train"], max(budgets),
                                 np.random.default_rng([TASKS.index(task), 0, seed]))
             y_train, _ = task_targets(task, train)
-            train_inputs = readout_inputs(readouts, params, config, train.images)
+            train_inputs = readout_inputs(readouts, params, config, train.images, training.reads)
             for readout in readouts:
                 (x_train, spread), (x_scored, _) = train_inputs[readout], scored_inputs[readout]
                 for budget in budgets:

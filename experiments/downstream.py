@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from air.readouts import FEATURES, HIDDEN, TASKS, Training, plain_digit_check, run_experiment
+from air.readouts import FEATURES, HIDDEN, READS, SLOT, TASKS, Training, plain_digit_check, run_experiment
 from air.shipped import card
 from experiments.cli import Parser, UsageError, int_list, load_model, plural, run
 
@@ -45,6 +45,9 @@ def parse_args(argv):
     parser.add_argument("--draws", choices=["posterior", "means"], default="posterior" if Training.draws else "means",
                         help="AIR's readouts train on latents drawn from the guide's posterior, or on its means "
                              f"(default {'posterior' if Training.draws else 'means'})")
+    parser.add_argument("--reads", default=",".join(SLOT),
+                        help=f"what each object slot gives AIR's readouts, some of {', '.join(READS)} "
+                             f"(default {','.join(SLOT)})")
     parser.add_argument("--n-test", type=int, default=2000, help="scenes scored a task (default 2000)")
     parser.add_argument("--split", choices=["test", "val"], default="test",
                         help="score on scenes of the test digits, or of the validation digits (default test)")
@@ -64,6 +67,7 @@ def parse_args(argv):
     args.budgets = sorted(set(int_list(args.budgets, "--budgets", least=1)))
     args.seeds = sorted(set(int_list(args.seeds, "--seeds")))
     args.tasks, args.features = _names(args.tasks, "--tasks", TASKS), _names(args.features, "--features", FEATURES)
+    args.reads = tuple(name for name in READS if name in _names(args.reads, "--reads", READS))
     for flag, value in (("--passes", args.passes), ("--max-steps", args.max_steps), ("--n-test", args.n_test),
                         ("--hidden", args.hidden)):
         if value < 1:
@@ -121,7 +125,7 @@ def main(argv=None):
 def training(args):
     """The air.readouts.Training the flags ask for."""
     return Training(passes=args.passes, max_steps=args.max_steps, hidden=args.hidden,
-                    draws=args.draws == "posterior")
+                    draws=args.draws == "posterior", reads=args.reads)
 
 
 def training_note(args):
@@ -171,6 +175,7 @@ def resumable_rows(out, args, config):
         raise UsageError(f"--resume: {out} holds no earlier results to continue")
     note = json.loads(note_path.read_text())
     mine = json.loads(json.dumps({"training": training_note(args), "config": json.loads(config.to_json())}))
+    note["training"] = {"reads": list(SLOT), **note.get("training", {})}  # notes from before --reads existed
     for key in ("training", "config"):
         if note.get(key) != mine[key]:
             raise UsageError(f"--resume: {out} was made with another {key} ({note_path}); keep its flags")

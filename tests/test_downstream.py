@@ -45,6 +45,7 @@ def test_the_command_writes_a_row_per_task_readout_budget_and_seed(tiny_run, tmp
     (["--split", "train"], "--split: invalid choice"),
     (["--features", "glimpse"], "--features: expected some of objects, decoded, air, pixels, cnn"),
     (["--passes", "0"], "--passes: must be positive"),
+    (["--reads", "what,size"], "--reads: expected some of where, what, what_sd"),
     (["--draw", "no/such.csv"], "--draw: no such results file no/such.csv"),
     (["--pretrained", "nope"], "--pretrained: no pretrained model 'nope'"),
     (["--run", "no/such/run"], "RUN: "),
@@ -61,12 +62,13 @@ def test_validation_scenes_are_scored_apart_from_the_test_scenes(tiny_run, tmp_p
     out = tmp_path / "val"
     argv = ["--run", str(tiny_run), "--budgets", "10", "--seeds", "0", "--tasks", "sum2", "--features", "objects",
             "--n-test", "20", "--max-steps", "2", "--draws", "posterior", "--hidden", "16", "--split", "val",
-            "--out", str(out)]
+            "--reads", "what_sd,what", "--out", str(out)]
     assert cli.run(downstream.main, argv) == 0
     rows = downstream.read_rows(out / "downstream.csv")
     assert "val_acc" in rows[0] and "test_acc" not in rows[0] and 0 <= downstream.score(rows[0]) <= 1
     assert json.loads((out / "model.json").read_text())["training"] == {
-        "passes": 100, "max_steps": 2, "hidden": 16, "draws": True, "split": "val", "n_scored": 20, "budgets": [10]}
+        "passes": 100, "max_steps": 2, "hidden": 16, "draws": True, "reads": ["what", "what_sd"], "split": "val",
+        "n_scored": 20, "budgets": [10]}
     assert "val accuracy, mean +- sd over 1 seed" in capsys.readouterr().out
 
 
@@ -78,7 +80,11 @@ def test_a_stopped_experiment_resumes_keeping_its_rows_and_asks_for_the_same_fla
     first = downstream.read_rows(out / "downstream.csv")
     assert cli.run(downstream.main, flags("0", "2")) == 2  # a folder with results is not overwritten
     assert cli.run(downstream.main, [*flags("0", "3"), "--resume"]) == 2  # nor continued with other training
-    # Resumed with a second seed: the first seed's row is kept as it was, not redone, and the second joins it.
+    # Resumed with a second seed: the first seed's row is kept as it was, not redone, and the second joins it;
+    # a note written before --reads existed reads as the default slot.
+    note = json.loads((out / "model.json").read_text())
+    del note["training"]["reads"]
+    (out / "model.json").write_text(json.dumps(note))
     assert cli.run(downstream.main, [*flags("0,1", "2"), "--resume"]) == 0
     rows = downstream.read_rows(out / "downstream.csv")
     assert rows[0] == first[0] and [r["seed"] for r in rows] == [0, 1]

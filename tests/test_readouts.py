@@ -138,6 +138,15 @@ def test_air_features_put_present_steps_left_to_right_and_absent_ones_last(monke
     np.testing.assert_array_equal(spread[0, :4], 0)
     np.testing.assert_allclose(spread[0, 4:].reshape(3, 6), [[0, 0.4, 0.5, 0.6, 3, 4], [0, 0.1, 0.2, 0.3, 1, 2],
                                                             [0] * 6], rtol=1e-6)
+    # A slot may give z_what alone, or z_what's posterior standard deviation beside it (read, never drawn).
+    x, spread = readouts.air_features(None, config, np.zeros((1, 50, 50), np.float32), reads=("what",))
+    np.testing.assert_array_equal(x[0, 4:].reshape(3, 3), [[1, 2, 3], [1, 0, 1], [0, 0, 0]])
+    np.testing.assert_allclose(spread[0, 4:].reshape(3, 3), [[0, 3, 4], [0, 1, 2], [0] * 3], rtol=1e-6)
+    x, spread = readouts.air_features(None, config, np.zeros((1, 50, 50), np.float32), reads=("what_sd", "what"))
+    np.testing.assert_allclose(x[0, 4:].reshape(3, 5), [[1, 2, 3, 3, 4], [1, 0, 1, 1, 2], [0] * 5], rtol=1e-6)
+    np.testing.assert_allclose(spread[0, 4:].reshape(3, 5), [[0, 3, 4, 0, 0], [0, 1, 2, 0, 0], [0] * 5], rtol=1e-6)
+    with pytest.raises(ValueError, match="reads: expected some of where, what, what_sd, got size"):
+        readouts.air_features(None, config, np.zeros((1, 50, 50), np.float32), reads=("size",))
 
 
 @pytest.mark.parametrize("readout", ["air", "cnn"])
