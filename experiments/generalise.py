@@ -80,18 +80,24 @@ def every_count_scenes(config, split, n):
 def score_run(folder, split, n, options):
     """A finished run's accuracy per true count on n every-count scenes of `split`, by its guide and (options, an
     air.search.Search) by search: {"split", "n", "search", "guide": {per_class_acc, confusion, count_acc},
-    "searched": same or None}. Kept in the folder as score-<split>.json and reused while split, n and the search
-    options match."""
+    "searched": same or None, "after_true_count"}. Kept in the folder as score-<split>.json and reused while split,
+    n and the search options match."""
     path = Path(folder) / f"score-{split}.json"
     key = {"split": split, "n": n, "search": None if options is None else dataclasses.asdict(options)}
     try:
         kept = json.loads(path.read_text())
-        if {k: kept.get(k) for k in key} == json.loads(json.dumps(key)) and "after_true_count" in kept:
-            return kept
+        kept = kept if {k: kept.get(k) for k in key} == json.loads(json.dumps(key)) else None
     except (OSError, ValueError):
-        pass
+        kept = None
+    stops = (kept or {}).get("after_true_count")
+    if stops and all("stop_auc" in found for found in stops.values()):
+        return kept
     params, config = load_checkpoint(folder)
     scenes = every_count_scenes(config, split, n)
+    if kept is not None:  # written before the guide's stopping was measured: only that is added
+        kept["after_true_count"] = after_true_count(params, config, scenes)
+        path.write_text(json.dumps(kept, indent=1))
+        return kept
     n_true, n_pred = config.max_digits + 1, config.max_steps + 1
     out = infer(params, config, scenes.images)
     result = {**key, "guide": count_scores(scenes.counts, out["count"], n_true, n_pred), "searched": None,
@@ -107,9 +113,12 @@ def score_run(folder, split, n, options):
 def after_true_count(params, config, scenes):
     """What the guide leaves and decides once it has drawn as many steps as the scene has digits: per true count
     n >= 1, the median and 90th percentile of the ink its first n windows leave unexplained (air.search's
-    unexplained_ink: the most within one window-sized square), and the share of scenes whose step n + 1 it then
-    calls present (an over-count), where there is a step n + 1. A guide that stops only once less ink is left
-    than it met in training over-counts a count whose scenes leave more."""
+    unexplained_ink: the most within one window-sized square), the share of scenes whose step n + 1 it then
+    calls present (an over-count), where there is a step n + 1, and stop_auc: how well that step's presence logit
+    tells these scenes (where it should stop) from scenes of n + 1 digits (where it should go on), as the chance
+    that a random (n + 1)-digit scene's logit is the higher, ties counting half (None without both). A guide that
+    stops only once less ink is left than it met in training over-counts a count whose scenes leave more; a
+    stop_auc near 1 with many over-counts says its logit knows the count and only its threshold is off."""
     post = guide(params, config, scenes.images)
     drawn = np.cumsum(post["canvases"], axis=1)  # the ungated scene after steps 1..T
     found = {}
@@ -118,11 +127,22 @@ def after_true_count(params, config, scenes):
         if not len(rows):
             continue
         ink = unexplained_ink(config, scenes.images[rows], drawn[rows, n - 1])
+        last = n == config.max_steps
+        more = np.flatnonzero(scenes.counts == n + 1)
         found[str(n)] = {"scenes": int(len(rows)), "ink_median": float(np.median(ink)),
                          "ink_q90": float(np.quantile(ink, 0.9)),
-                         "next_present": (float(np.mean(post["pres_logit"][rows, n] > 0))
-                                          if n < config.max_steps else None)}
+                         "next_present": None if last else float(np.mean(post["pres_logit"][rows, n] > 0)),
+                         "stop_auc": None if last or not len(more) else
+                         rank_auc(post["pres_logit"][rows, n], post["pres_logit"][more, n])}
     return found
+
+
+def rank_auc(low, high):
+    """The chance that a random entry of `high` exceeds a random entry of `low`, ties counting half (the area
+    under the ROC curve of telling them apart by value)."""
+    low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+    above = (high[:, None] > low[None, :]).sum() + 0.5 * (high[:, None] == low[None, :]).sum()
+    return float(above / (len(low) * len(high)))
 
 
 def summarise(runs, scores):
@@ -187,7 +207,7 @@ def write_ink_table(out, runs, scores, stem):
     """OUT/<stem>_ink.csv (and its markdown, returned): per experiment and model, means over seeds of what the
     guide leaves once it has drawn as many steps as the scene has digits (after_true_count)."""
     header = ["experiment", "model", "seeds"] + [f"ink left after {n} (median)" for n in (1, 2, 3)] + [
-        f"step {n + 1} present after {n}" for n in (1, 2)]
+        f"step {n + 1} present after {n}" for n in (1, 2)] + [f"stop AUC, {n} against {n + 1} digits" for n in (1, 2)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     with open(Path(out) / f"{stem}_ink.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -200,7 +220,7 @@ def write_ink_table(out, runs, scores, stem):
                     continue
                 mean = lambda key, n: f"{np.mean([f[str(n)][key] for f in found]):.{1 if key == 'ink_median' else 2}f}"
                 cells = [experiment, MODELS[model][0], len(found)] + [mean("ink_median", n) for n in (1, 2, 3)] + [
-                    mean("next_present", n) for n in (1, 2)]
+                    mean("next_present", n) for n in (1, 2)] + [mean("stop_auc", n) for n in (1, 2)]
                 writer.writerow(cells)
                 lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)

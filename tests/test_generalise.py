@@ -32,6 +32,7 @@ def test_generalisation_runs_train_on_their_counts_and_are_scored_on_all(capsys,
             scores = json.loads((folder / "score-test.json").read_text())
             after = scores["after_true_count"]
             assert sorted(after) == ["1", "2", "3"] and after["3"]["next_present"] is None
+            assert after["3"]["stop_auc"] is None and all(0 <= after[n]["stop_auc"] <= 1 for n in ("1", "2"))
             empty = sum(scores["guide"]["confusion"][0])
             assert sum(a["scenes"] for a in after.values()) == 40 - empty  # every scene with a digit, once
             for scorer in generalise.SCORERS:
@@ -53,6 +54,17 @@ def test_generalisation_runs_train_on_their_counts_and_are_scored_on_all(capsys,
     assert capsys.readouterr().out.count("(already complete)") == 4
     assert (out / "interpolate-residual-seed0" / "score-test.json").stat().st_mtime_ns == kept
     assert rows_of(out / "generalisation.csv") == rows
+    # A score file from before the stopping measure gains it, its counts and search left as they were.
+    path = out / "interpolate-residual-seed0" / "score-test.json"
+    old = json.loads(path.read_text())
+    for found in old["after_true_count"].values():
+        del found["stop_auc"]
+    path.write_text(json.dumps(old))
+    assert cli.run(generalise.main, TINY + SEARCH + ["--out", str(out)]) == 0
+    new = json.loads(path.read_text())
+    assert {k: v for k, v in new.items() if k != "after_true_count"} == {k: v for k, v in old.items()
+                                                                        if k != "after_true_count"}
+    assert "stop_auc" in new["after_true_count"]["2"]
 
 
 def test_the_memoryless_variant_is_chosen_on_validation_digits_of_every_count(tmp_path, mnist_dir, monkeypatch):
@@ -130,3 +142,8 @@ def test_the_figure_marks_the_papers_figure_on_each_held_out_bar(tmp_path, monke
         assert all(abs(x - held) < 0.4 for _, x in marked)  # on the held-out count's bars, not elsewhere
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend.count(generalise.PAPER_LABEL) == 1
+
+
+def test_the_stop_auc_is_the_chance_that_the_higher_count_has_the_higher_logit():
+    assert generalise.rank_auc([0.0, 1.0], [1.0, 2.0]) == 0.875  # three pairs above, one tie counting half
+    assert generalise.rank_auc([0.0, 0.5], [1.0, 2.0]) == 1.0 and generalise.rank_auc([3.0], [1.0, 2.0]) == 0.0
