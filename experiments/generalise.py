@@ -235,7 +235,7 @@ def plot(out, table, stem, split):
     colours = {"recurrent": "#3182bd", "residual": "#e6550d", "memoryless": "#31a354"}
     for ax, experiment in zip(axes, experiments):
         models = [m for m in MODELS if (experiment, m, "guide") in table]
-        width = 0.8 / len(models)
+        width, held = 0.8 / len(models), HELD_OUT[experiment]
         for k, model in enumerate(models):
             row = table[experiment, model, "guide"]
             x = np.arange(4) + (k - (len(models) - 1) / 2) * width
@@ -249,10 +249,8 @@ def plot(out, table, stem, split):
                         label="count by search" if k == len(models) - 1 else None)
             paper = PAPER.get((experiment, MODELS[model][0]))
             if paper is not None:  # a dash across the held-out bar, lifted off the axis when it is 0
-                centre = x[HELD_OUT[experiment]]
-                ax.plot([centre - 0.5 * width, centre + 0.5 * width], [max(paper, 0.005)] * 2, color="black",
+                ax.plot([x[held] - 0.5 * width, x[held] + 0.5 * width], [max(paper, 0.005)] * 2, color="black",
                         linewidth=2.2, solid_capstyle="butt", label=PAPER_LABEL)
-        held = HELD_OUT[experiment]
         ax.axvspan(held - 0.45, held + 0.45, color="#dddddd", zorder=0)
         ax.set_xticks(range(4))
         ax.set_xlabel("true number of digits (grey: never seen in training)")
