@@ -1,6 +1,7 @@
 """The README's figures against the committed files behind them.
 
-Each row of ours in the README's results table, its time-to-accuracy caption and its table of shipped models is
+Each row of ours in the README's results table, its time-to-accuracy caption, its table of shipped models and its
+rows against the paper (with the five-seed generalisation table of docs/results.md they summarise) are
 recomputed here from docs/results/ and air/models/, so that an edited result file or an edited README number fails.
 A spread over seeds is the sample standard deviation (ddof 1), as the README says; a quoted figure agrees with its
 file when it is the file's value rounded to the digits quoted (either way at an exact half). Only csv, json and
@@ -294,3 +295,47 @@ def test_the_latents_rows_are_the_downstream_files_rounded():
           [("digit, 10,000", air["digit", "objects", 10000]), ("labels", 10000),
            ("digit, 1,000", air["digit", "objects", 1000]), ("labels", 1000), ("CNN digit, 1,000", cnn["digit", "cnn", 1000])],
           "one digit")
+
+
+@pytest.mark.parametrize("experiment, held, prefix", [("extrapolate", 3, "trained on 0-2"),
+                                                      ("interpolate", 2, "trained on 0, 1, 3")])
+def test_the_generalisation_rows_are_the_five_seeds_score_files(experiment, held, prefix):
+    """Each held-out count's accuracy, DAIR then AIR, guide then search: mean +- sd over seeds 0-4, recomputed from
+    each published run's score file; the paper's figures are the ones the published table puts beside them."""
+    folder = RESULTS / "generalisation_5seeds"
+    cells = row(table(section("Against the paper"), PAPER_HEADER), prefix)
+    expected = []
+    for model, label in (("residual", "DAIR"), ("recurrent", "AIR")):
+        scores = [json.loads((folder / f"{experiment}-{model}-seed{seed}" / "score-test.json").read_text())
+                  for seed in range(5)]
+        for scorer in ("guide", "searched"):
+            accs = [s[scorer]["per_class_acc"][held] for s in scores]
+            expected += spread(f"{label}, {scorer}", accs, extremes=False)
+    check(cells[2], expected, f"{experiment}, held-out count {held}")
+    published = {(r["experiment"], r["model"]): r["paper, held-out"] for r in read_csv(folder / "generalisation.csv")}
+    assert cells[1] == f"{published[experiment, 'DAIR']} / {published[experiment, 'AIR']}"
+
+
+def test_the_five_seed_generalisation_table_of_results_md_is_its_csv():
+    """docs/results.md's five-seed table, row by row, is generalisation.csv rounded as it is written there."""
+    text = (ROOT / "docs" / "results.md").read_text()
+    text = text[text.index("### Five seeds on today's `paper` preset"):]
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| trained on | model | count by |"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split(" | ")])
+    published = read_csv(RESULTS / "generalisation_5seeds" / "generalisation.csv")
+    assert len(rows) == len(published) == 8
+    trained = {"extrapolate": "0, 1, 2", "interpolate": "0, 1, 3"}
+    for r in published:
+        (cells,) = [c for c in rows if c[:3] == [trained[r["experiment"]], r["model"], r["count by"]]]
+        expected = [(f"count {k}", float(r[f"acc. count {k}"])) for k in range(4)]
+        expected += [("sd", float(r["sd held-out"])), ("lowest", float(r["held-out, lowest seed"])),
+                     ("highest", float(r["held-out, highest seed"])), ("seen", float(r["acc. on seen counts"]))]
+        check(" | ".join(cells[3:9]), expected, f"results.md, {r['experiment']} {r['model']} {r['count by']}")
+        assert cells[9] == r["paper, held-out"]
+        held = int(r["held-out count"])
+        assert cells[3 + held].startswith("**"), "the held-out count is the bold one"
