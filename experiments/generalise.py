@@ -11,8 +11,9 @@ variant without the test ones), by its guide and, with --search, by the model's 
 (air.search); the scores are kept in the run folder, so scoring again costs nothing. Writes OUT/generalisation.csv
 and .md (accuracy per true count, mean and sd over seeds, the paper's figure beside the held-out count) and
 generalisation.png; generalisation_ink.csv, what each guide leaves unexplained once it has drawn as many steps as
-the scene has digits, and whether it goes on; and generalisation_<experiment>.png, scenes of the held-out count
-read by each model (first seed). With --split val the files are named generalisation_val*.
+the scene has digits, and whether it goes on; generalisation_stop.png, the guides' logit for a third step on two-
+and three-digit scenes; and generalisation_<experiment>.png, scenes of the held-out count read by each model (first
+seed). With --split val the files are named generalisation_val*.
 """
 import csv
 import dataclasses
@@ -47,6 +48,7 @@ PAPER = {("extrapolate", "AIR"): 0.0, ("extrapolate", "DAIR"): 0.80,
          ("interpolate", "AIR"): 0.60, ("interpolate", "DAIR"): 0.95}
 PAPER_LABEL = "the paper, held-out count"
 SCORERS = ("guide", "searched")
+STOP_KEYS = {"stop_auc", "stop_logits", "go_logits"}  # what after_true_count adds beyond a score file's first form
 
 
 def plan(args, given):
@@ -90,7 +92,7 @@ def score_run(folder, split, n, options):
     except (OSError, ValueError):
         kept = None
     stops = (kept or {}).get("after_true_count")
-    if stops and all("stop_auc" in found for found in stops.values()):
+    if stops and all(STOP_KEYS <= set(found) for found in stops.values()):
         return kept
     params, config = load_checkpoint(folder)
     scenes = every_count_scenes(config, split, n)
@@ -118,7 +120,9 @@ def after_true_count(params, config, scenes):
     tells these scenes (where it should stop) from scenes of n + 1 digits (where it should go on), as the chance
     that a random (n + 1)-digit scene's logit is the higher, ties counting half (None without both). A guide that
     stops only once less ink is left than it met in training over-counts a count whose scenes leave more; a
-    stop_auc near 1 with many over-counts says its logit knows the count and only its threshold is off."""
+    stop_auc near 1 with many over-counts says its logit knows the count and only its threshold is off. The
+    logits themselves, to 3 decimals, for plot_stops: stop_logits, step n + 1's on these scenes (below 0 is a
+    stop; None where there is no step n + 1), and go_logits, step n's (above 0 draws the n-th digit)."""
     post = guide(params, config, scenes.images)
     drawn = np.cumsum(post["canvases"], axis=1)  # the ungated scene after steps 1..T
     found = {}
@@ -133,8 +137,14 @@ def after_true_count(params, config, scenes):
                          "ink_q90": float(np.quantile(ink, 0.9)),
                          "next_present": None if last else float(np.mean(post["pres_logit"][rows, n] > 0)),
                          "stop_auc": None if last or not len(more) else
-                         rank_auc(post["pres_logit"][rows, n], post["pres_logit"][more, n])}
+                         rank_auc(post["pres_logit"][rows, n], post["pres_logit"][more, n]),
+                         "stop_logits": None if last else _rounded(post["pres_logit"][rows, n]),
+                         "go_logits": _rounded(post["pres_logit"][rows, n - 1])}
     return found
+
+
+def _rounded(values):
+    return [round(float(v), 3) for v in values]
 
 
 def rank_auc(low, high):
@@ -268,6 +278,59 @@ def plot(out, table, stem, split):
     return path
 
 
+def plot_stops(out, runs, scores, stem, split, n=2, clip=20.0):
+    """OUT/<stem>_stop.png: the guide's presence logit for step n + 1, pooled over seeds, on n-digit scenes (where
+    it should stop: below 0) and on (n + 1)-digit ones (where it should go on: above 0), a panel an experiment and
+    model, the over-count share and the stop AUC in its title (means over seeds, as in the ink table). Two
+    well-separated humps on either side of 0 are a guide that knows where to stop; humps that overlap are a logit
+    that does not know; humps apart but both on one side of 0, a threshold in the wrong place. None when no score
+    holds the logits."""
+    panels = []
+    for experiment in EXPERIMENTS:
+        for model in MODELS:
+            found = [scores[r.name]["after_true_count"] for r in runs
+                     if r.name.startswith(f"{experiment}-{model}-") and r.name in scores]
+            found = [f for f in found if f.get(str(n), {}).get("stop_logits") and str(n + 1) in f]
+            if found:
+                panels.append((experiment, model, found))
+    if not panels:
+        return None
+    experiments = [e for e in EXPERIMENTS if any(e == pe for pe, _, _ in panels)]
+    models = [m for m in MODELS if any(m == pm for _, pm, _ in panels)]
+    fig = figure(3.2 * len(models), 2.4 * len(experiments) + 0.5)
+    axes = np.asarray(fig.subplots(len(experiments), len(models), squeeze=False, sharex=True))
+    placed = set()
+    bins = np.linspace(-clip, clip, 41)
+    for experiment, model, found in panels:
+        row, column = experiments.index(experiment), models.index(model)
+        ax = axes[row, column]
+        stop = np.clip(np.concatenate([f[str(n)]["stop_logits"] for f in found]), -clip, clip)
+        go = np.clip(np.concatenate([f[str(n + 1)]["go_logits"] for f in found]), -clip, clip)
+        unseen = HELD_OUT[experiment]
+        for values, digits, colour in ((stop, n, "#3182bd"), (go, n + 1, "#e6550d")):
+            label = f"{digits}-digit scenes ({'should stop' if digits == n else 'should go on'})"
+            ax.hist(values, bins=bins, color=colour, alpha=0.6, label=label)
+        ax.axvline(0.0, color="black", linewidth=1, label="the guide's threshold")
+        over = np.mean([f[str(n)]["next_present"] for f in found])
+        auc = np.mean([f[str(n)]["stop_auc"] for f in found])
+        ax.set_title(f"{experiment}, {MODELS[model][0]} (never saw {unseen})\ngoes on {over:.0%}, "
+                     f"stop AUC {auc:.2f}, {plural(len(found), 'seed')}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        placed.add((row, column))
+        if row == len(experiments) - 1:
+            ax.set_xlabel(f"presence logit of step {n + 1} (clipped to +-{clip:g})", fontsize=8)
+    for (r, c), ax in np.ndenumerate(axes):
+        if (r, c) not in placed:
+            ax.set_visible(False)
+    handles, labels = axes[min(placed)].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7.5, frameon=False)
+    fig.suptitle(f"Where the guide stops: {'validation' if split == 'val' else 'test'} scenes", fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    path = Path(out) / f"{stem}_stop.png"
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def held_out_figures(out, runs, args, stem, n_scenes=8):
     """OUT/<stem>_<experiment>.png: n_scenes scenes of the held-out count (the split's, the first seed's runs),
     read by each model, their windows drawn; the paths."""
@@ -352,10 +415,14 @@ def main(argv=None):
         f.write("\nWhat the guide leaves once it has drawn as many steps as the scene has digits:\n\n" + ink + "\n")
     print(ink, flush=True)
     print(f"figure: {plot(args.out, table, stem, args.split)}", flush=True)
+    stops = plot_stops(args.out, runs, scores, stem, args.split)
+    if stops is not None:
+        print(f"where the guides stop: {stops}", flush=True)
     scenes = held_out_figures(args.out, runs, args, stem)
     print(f"held-out scenes: {', '.join(map(str, scenes))}", flush=True)
     if args.publish:
-        files = (f"{stem}.csv", f"{stem}_ink.csv", f"{stem}.md", f"{stem}.png") + tuple(p.name for p in scenes)
+        files = (f"{stem}.csv", f"{stem}_ink.csv", f"{stem}.md", f"{stem}.png") + tuple(p.name for p in scenes) + (
+            () if stops is None else (stops.name,))
         count = publish(args.out, args.publish, files, ("config.json", "metrics.json", f"score-{args.split}.json"),
                         names={r.name for r in runs})
         print(f"published: {plural(count, 'file')} in {args.publish}", flush=True)

@@ -33,6 +33,11 @@ def test_generalisation_runs_train_on_their_counts_and_are_scored_on_all(capsys,
             after = scores["after_true_count"]
             assert sorted(after) == ["1", "2", "3"] and after["3"]["next_present"] is None
             assert after["3"]["stop_auc"] is None and all(0 <= after[n]["stop_auc"] <= 1 for n in ("1", "2"))
+            assert after["3"]["stop_logits"] is None
+            for n, found in after.items():  # a logit a scene of the count, for the stop figure
+                assert len(found["go_logits"]) == found["scenes"]
+                assert n == "3" or len(found["stop_logits"]) == found["scenes"]
+                assert n == "3" or np.mean(np.array(found["stop_logits"]) > 0) == found["next_present"]
             empty = sum(scores["guide"]["confusion"][0])
             assert sum(a["scenes"] for a in after.values()) == 40 - empty  # every scene with a digit, once
             for scorer in generalise.SCORERS:
@@ -44,6 +49,7 @@ def test_generalisation_runs_train_on_their_counts_and_are_scored_on_all(capsys,
     assert {r["paper, held-out"] for r in rows} == {"about 0.00", "about 0.80", "about 0.60", "about 0.95"}
     assert (out / "generalisation.png").stat().st_size > 1000
     assert (out / "generalisation_extrapolate.png").stat().st_size > 1000
+    assert (out / "generalisation_stop.png").stat().st_size > 1000
     assert [(r["experiment"], r["model"]) for r in rows_of(out / "generalisation_ink.csv")] == [
         (e, m) for e in ("extrapolate", "interpolate") for m in ("AIR", "DAIR")]
     assert "**" in (out / "generalisation.md").read_text()  # the held-out count is marked
@@ -58,13 +64,14 @@ def test_generalisation_runs_train_on_their_counts_and_are_scored_on_all(capsys,
     path = out / "interpolate-residual-seed0" / "score-test.json"
     old = json.loads(path.read_text())
     for found in old["after_true_count"].values():
-        del found["stop_auc"]
+        for key in generalise.STOP_KEYS:
+            del found[key]
     path.write_text(json.dumps(old))
     assert cli.run(generalise.main, TINY + SEARCH + ["--out", str(out)]) == 0
     new = json.loads(path.read_text())
     assert {k: v for k, v in new.items() if k != "after_true_count"} == {k: v for k, v in old.items()
                                                                         if k != "after_true_count"}
-    assert "stop_auc" in new["after_true_count"]["2"]
+    assert generalise.STOP_KEYS <= set(new["after_true_count"]["2"])
 
 
 def test_the_memoryless_variant_is_chosen_on_validation_digits_of_every_count(tmp_path, mnist_dir, monkeypatch):
@@ -142,6 +149,30 @@ def test_the_figure_marks_the_papers_figure_on_each_held_out_bar(tmp_path, monke
         assert all(abs(x - held) < 0.4 for _, x in marked)  # on the held-out count's bars, not elsewhere
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend.count(generalise.PAPER_LABEL) == 1
+
+
+def test_the_stop_figure_pools_the_seeds_logits_on_either_side_of_the_threshold(tmp_path, monkeypatch):
+    """A panel an experiment and model that has logits: the two-digit scenes' third-step logits and the three-digit
+    ones', every seed's, clipped into the plotted range, the threshold at 0, the over-count share in the title."""
+    drawn, real = [], generalise.figure
+    monkeypatch.setattr(generalise, "figure", lambda *size: drawn.append(real(*size)) or drawn[-1])
+    runs = [generalise.RunSpec(f"interpolate-residual-seed{s}", "paper", s, (), str(tmp_path / str(s)), None)
+            for s in (0, 1)]
+    stops = {0: [-3.0, 1.0, -50.0], 1: [2.0, -1.0, -2.0]}  # goes on in 1 of 3 scenes for each seed
+    scores = {r.name: {"after_true_count": {
+        "2": {"stop_logits": stops[s], "go_logits": [5.0, 6.0, 7.0], "next_present": 1 / 3, "stop_auc": 0.9},
+        "3": {"stop_logits": None, "go_logits": [4.0, 30.0], "next_present": None, "stop_auc": None}}}
+        for s, r in enumerate(runs)}
+    path = generalise.plot_stops(tmp_path, runs, scores, "generalisation", "test")
+    assert path == tmp_path / "generalisation_stop.png" and path.is_file()
+    (fig,) = drawn
+    (ax,) = [a for a in fig.axes if a.get_visible()]
+    heights = [sum(bar.get_height() for bar in container) for container in ax.containers]
+    assert heights == [6, 4]  # both seeds' two-digit scenes, then their three-digit ones, none lost to the clip
+    assert [line.get_xdata()[0] for line in ax.get_lines()] == [0.0]
+    assert "goes on 33%" in ax.get_title() and "DAIR" in ax.get_title() and "never saw 2" in ax.get_title()
+    scores = {name: {"after_true_count": {"2": {"stop_logits": None}}} for name in scores}  # no logits kept
+    assert generalise.plot_stops(tmp_path, runs, scores, "generalisation", "test") is None
 
 
 def test_the_stop_auc_is_the_chance_that_the_higher_count_has_the_higher_logit():
