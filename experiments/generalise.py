@@ -297,7 +297,7 @@ def plot_stops(out, runs, scores, stem, split, n=2, clip=20.0):
         return None
     experiments = [e for e in EXPERIMENTS if any(e == pe for pe, _, _ in panels)]
     models = [m for m in MODELS if any(m == pm for _, pm, _ in panels)]
-    fig = figure(3.2 * len(models), 2.4 * len(experiments) + 0.5)
+    fig = figure(max(3.2 * len(models), 6.4), 2.4 * len(experiments) + 0.5)  # room for the key below one panel
     axes = np.asarray(fig.subplots(len(experiments), len(models), squeeze=False, sharex=True))
     placed = set()
     bins = np.linspace(-clip, clip, 41)

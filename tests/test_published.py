@@ -64,9 +64,9 @@ def agrees(quoted, value):
 def check(cell, expected, what):
     """Every number written in `cell` agrees, in order, with the recomputed `expected` ones."""
     quoted = numbers(cell)
-    assert len(quoted) == len(expected), f"{what}: the README gives {quoted}, the files give {len(expected)} figures"
+    assert len(quoted) == len(expected), f"{what}: the text gives {quoted}, the files give {len(expected)} figures"
     for q, (label, value) in zip(quoted, expected):
-        assert agrees(q, value), f"{what}, {label}: the README says {q}, the files give {value:.6g}"
+        assert agrees(q, value), f"{what}, {label}: the text says {q}, the files give {value:.6g}"
 
 
 def spread(label, values, extremes=True):
@@ -316,26 +316,54 @@ def test_the_generalisation_rows_are_the_five_seeds_score_files(experiment, held
     assert cells[1] == f"{published[experiment, 'DAIR']} / {published[experiment, 'AIR']}"
 
 
-def test_the_five_seed_generalisation_table_of_results_md_is_its_csv():
-    """docs/results.md's five-seed table, row by row, is generalisation.csv rounded as it is written there."""
+def results_md_table(heading, header_start):
+    """The rows, as lists of cells, of the first table headed `header_start` after `heading` in docs/results.md."""
     text = (ROOT / "docs" / "results.md").read_text()
-    text = text[text.index("### Five seeds on today's `paper` preset"):]
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| trained on | model | count by |"))
+    lines = text[text.index(heading):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
     rows = []
     for line in lines[start + 2:]:
         if not line.startswith("|"):
             break
         rows.append([cell.strip() for cell in line.strip().strip("|").split(" | ")])
+    return rows
+
+
+def held_out_figures_of(r):
+    """(label, value) of a generalisation csv row: accuracy per count, then the held-out count's sd, lowest and
+    highest seed, then the accuracy on the seen counts, in the order results.md's tables write them."""
+    return [(f"count {k}", float(r[f"acc. count {k}"])) for k in range(4)] + [
+        ("sd", float(r["sd held-out"])), ("lowest", float(r["held-out, lowest seed"])),
+        ("highest", float(r["held-out, highest seed"])), ("seen", float(r["acc. on seen counts"]))]
+
+
+def test_the_five_seed_generalisation_table_of_results_md_is_its_csv():
+    """docs/results.md's five-seed table, row by row, is generalisation.csv rounded as it is written there."""
+    rows = results_md_table("### Five seeds on today's `paper` preset", "| trained on | model | count by |")
     published = read_csv(RESULTS / "generalisation_5seeds" / "generalisation.csv")
     assert len(rows) == len(published) == 8
     trained = {"extrapolate": "0, 1, 2", "interpolate": "0, 1, 3"}
     for r in published:
         (cells,) = [c for c in rows if c[:3] == [trained[r["experiment"]], r["model"], r["count by"]]]
-        expected = [(f"count {k}", float(r[f"acc. count {k}"])) for k in range(4)]
-        expected += [("sd", float(r["sd held-out"])), ("lowest", float(r["held-out, lowest seed"])),
-                     ("highest", float(r["held-out, highest seed"])), ("seen", float(r["acc. on seen counts"]))]
-        check(" | ".join(cells[3:9]), expected, f"results.md, {r['experiment']} {r['model']} {r['count by']}")
+        check(" | ".join(cells[3:9]), held_out_figures_of(r),
+              f"results.md, {r['experiment']} {r['model']} {r['count by']}")
         assert cells[9] == r["paper, held-out"]
         held = int(r["held-out count"])
         assert cells[3 + held].startswith("**"), "the held-out count is the bold one"
+
+
+def test_the_likelihood_sd_table_of_results_md_is_its_two_csvs():
+    """The validation table of DAIR at likelihood sd 0.2 against 0.3: each row is its folder's csv rounded, and
+    every run behind it was trained at the sd the row names."""
+    rows = results_md_table("### A softer likelihood for DAIR's stop?", "| DAIR, trained on 0, 1, 3 | seeds |")
+    assert [(c[0].split()[1], c[2]) for c in rows] == [("0.2", "guide"), ("0.2", "searched"), ("0.3", "guide"),
+                                                        ("0.3", "searched")]
+    for cells in rows:
+        sd = float(cells[0].split()[1])
+        folder = RESULTS / f"generalisation_val_sd{sd:.1f}".replace(".", "")
+        (r,) = [r for r in read_csv(folder / "generalisation_val.csv") if r["count by"] == cells[2]]
+        assert (r["experiment"], r["model"], cells[1]) == ("interpolate", "DAIR", r["seeds"])
+        check(" | ".join(cells[3:]), held_out_figures_of(r), f"results.md, sd {sd} {cells[2]}")
+        assert cells[5].startswith("**"), "the unseen count, two digits, is the bold one"
+        configs = [json.loads(path.read_text()) for path in folder.glob("interpolate-residual-seed*/config.json")]
+        assert len(configs) == int(r["seeds"]) and {c["likelihood_sd"] for c in configs} == {sd}
