@@ -11,6 +11,7 @@ task) and model.json (which AIR, and how the classifiers trained) into --out.
 """
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -85,7 +86,7 @@ def main(argv=None):
     if args.draw:
         rows = [row for path in args.draw for row in read_rows(path)]
         out.mkdir(parents=True, exist_ok=True)
-        figure(rows, "Readouts: accuracy against labelled scenes (" + ", ".join(args.draw) + ")").savefig(
+        figure(rows, f"Readouts: accuracy against labelled scenes ({sources(args.draw)})").savefig(
             out / "downstream.png", dpi=100)
         print(f"figure: {out / 'downstream.png'}")
         return 0
@@ -120,6 +121,17 @@ def main(argv=None):
     print(f"{plural(len(rows), 'classifier')} in {time.perf_counter() - start:.0f} s; "
           f"results: {out / 'downstream.csv'}; figure: {out / 'downstream.png'}", flush=True)
     return 0
+
+
+def sources(paths):
+    """The results files a drawn figure reads, short enough for its title: their folders under the folder they share
+    ("in docs/results: downstream, downstream_pixels"), a file named other than downstream.csv by its name."""
+    parents = [os.path.abspath(Path(p).parent) for p in paths]
+    common = os.path.commonpath(parents)
+    names = [os.path.relpath(os.path.abspath(p) if Path(p).name != "downstream.csv" else parent, common)
+             for p, parent in zip(paths, parents)]
+    where = os.path.relpath(common) if not os.path.relpath(common).startswith("..") else common
+    return where if set(names) == {"."} else f"in {where}: " + ", ".join(names)
 
 
 def training(args):

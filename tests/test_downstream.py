@@ -119,3 +119,10 @@ def test_the_csv_reads_back_and_draws(tiny_run, tmp_path):
     assert (tmp_path / "drawn" / "downstream.png").stat().st_size > 0
     with pytest.raises(FileNotFoundError, match="no downstream results"):
         downstream.read_rows(tmp_path / "none.csv")
+
+
+def test_a_drawn_figure_names_its_files_by_their_folders_under_the_one_they_share():
+    assert downstream.sources(["r/a/downstream.csv", "r/b/downstream.csv", "r/b/10k/downstream.csv"]) == \
+        "in r: a, b, b/10k"
+    assert downstream.sources(["r/a/downstream.csv", "r/a/other.csv"]) == "in r/a: ., other.csv"
+    assert downstream.sources(["r/a/downstream.csv"]) == "r/a"
