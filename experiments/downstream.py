@@ -130,7 +130,8 @@ def sources(paths):
     common = os.path.commonpath(parents)
     names = [os.path.relpath(os.path.abspath(p) if Path(p).name != "downstream.csv" else parent, common)
              for p, parent in zip(paths, parents)]
-    where = os.path.relpath(common) if not os.path.relpath(common).startswith("..") else common
+    where = os.path.relpath(common)
+    where = common if where.startswith("..") else where
     return where if set(names) == {"."} else f"in {where}: " + ", ".join(names)
 
 

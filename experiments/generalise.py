@@ -162,7 +162,7 @@ def summarise(runs, scores):
     table = {}
     for experiment in EXPERIMENTS:
         for model in MODELS:
-            mine = [r for r in runs if r.name.startswith(f"{experiment}-{model}-") and r.name in scores]
+            mine = scored(runs, scores, experiment, model)
             for scorer in SCORERS:
                 found = [scores[r.name][scorer] for r in mine if scores[r.name][scorer] is not None]
                 if not found:
@@ -180,6 +180,11 @@ def summarise(runs, scores):
                     "wall_s": float(np.mean([complete_metrics(Path(r.folder))["wall_s"] for r in mine])),
                 }
     return table
+
+
+def scored(runs, scores, experiment, model):
+    """The runs of one experiment and model (every seed) that have scores."""
+    return [r for r in runs if r.name.startswith(f"{experiment}-{model}-") and r.name in scores]
 
 
 def seen_accuracy(confusion, counts):
@@ -224,8 +229,7 @@ def write_ink_table(out, runs, scores, stem):
         writer.writerow(header)
         for experiment in EXPERIMENTS:
             for model in MODELS:
-                found = [scores[r.name]["after_true_count"] for r in runs
-                         if r.name.startswith(f"{experiment}-{model}-") and r.name in scores]
+                found = [scores[r.name]["after_true_count"] for r in scored(runs, scores, experiment, model)]
                 if not found:
                     continue
                 mean = lambda key, n: f"{np.mean([f[str(n)][key] for f in found]):.{1 if key == 'ink_median' else 2}f}"
@@ -288,8 +292,7 @@ def plot_stops(out, runs, scores, stem, split, n=2, clip=20.0):
     panels = []
     for experiment in EXPERIMENTS:
         for model in MODELS:
-            found = [scores[r.name]["after_true_count"] for r in runs
-                     if r.name.startswith(f"{experiment}-{model}-") and r.name in scores]
+            found = [scores[r.name]["after_true_count"] for r in scored(runs, scores, experiment, model)]
             found = [f for f in found if f.get(str(n), {}).get("stop_logits") and str(n + 1) in f]
             if found:
                 panels.append((experiment, model, found))
