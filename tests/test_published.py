@@ -371,3 +371,21 @@ def test_the_likelihood_sd_table_of_results_md_is_its_two_csvs():
         assert cells[5].startswith("**"), "the unseen count, two digits, is the bold one"
         configs = [json.loads(path.read_text()) for path in folder.glob("interpolate-residual-seed*/config.json")]
         assert len(configs) == int(r["seeds"]) and {c["likelihood_sd"] for c in configs} == {sd}
+
+
+def test_the_window_table_of_results_md_is_its_runs_score_files():
+    """The validation table of DAIR's windows, 12-20 px against 12-25 px: each row is one run's score file, and the
+    run was trained with the window bound its row names (the canvas's side times exp of the log-scale bound)."""
+    rows = results_md_table("### Wider windows for DAIR's stop?", "| DAIR, trained on 0, 1, 3 | seed |")
+    assert len(rows) == 8 and {(c[1], c[2]) for c in rows} == {(s, k) for s in "01" for k in ("guide", "searched")}
+    folders = {"20": "generalisation_val_sd02", "25": "generalisation_val_wide"}
+    for cells in rows:
+        widest = re.search(r"12-(\d+) px", cells[0]).group(1)
+        run = RESULTS / folders[widest] / f"interpolate-residual-seed{cells[1]}"
+        config = json.loads((run / "config.json").read_text())
+        assert [round(config["canvas_size"] * np.exp(b)) for b in config["log_scale_range"]] == [12, int(widest)]
+        assert config["likelihood_sd"] == 0.2 and config["train_counts"] == [0, 1, 3]
+        score = json.loads((run / "score-val.json").read_text())[cells[2]]
+        expected = [(f"count {k}", a) for k, a in enumerate(score["per_class_acc"])] + [("all", score["count_acc"])]
+        check(" | ".join(cells[3:]), expected, f"results.md, windows 12-{widest} px, seed {cells[1]} {cells[2]}")
+        assert cells[5].startswith("**"), "the unseen count, two digits, is the bold one"
