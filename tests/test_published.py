@@ -389,3 +389,24 @@ def test_the_window_table_of_results_md_is_its_runs_score_files():
         expected = [(f"count {k}", a) for k, a in enumerate(score["per_class_acc"])] + [("all", score["count_acc"])]
         check(" | ".join(cells[3:]), expected, f"results.md, windows 12-{widest} px, seed {cells[1]} {cells[2]}")
         assert cells[5].startswith("**"), "the unseen count, two digits, is the bold one"
+
+
+def test_the_search_table_of_results_md_is_its_csvs_and_searches():
+    """The validation table of DAIR's search settings: each row is its folder's csv rounded, and every run behind
+    it was searched as the row says (which scenes, which score, which proposals)."""
+    rows = results_md_table("### Searching harder?", "| DAIR, trained on 0, 1, 3, by search |")
+    folders = {"default": "generalisation_val_sd02", "every scene": "generalisation_val_search/every_scene",
+               "importance-weighted": "generalisation_val_search/iw",
+               "drop and merge": "generalisation_val_search/drop_merge"}
+    assert [c[0] for c in rows] == list(folders)
+    for cells in rows:
+        folder = RESULTS / folders[cells[0]]
+        (r,) = [r for r in read_csv(folder / "generalisation_val.csv") if r["count by"] == "searched"]
+        assert (r["experiment"], r["model"], r["seeds"]) == ("interpolate", "DAIR", "5")
+        check(" | ".join(cells[4:]), held_out_figures_of(r), f"results.md, search {cells[0]}")
+        assert cells[6].startswith("**"), "the unseen count, two digits, is the bold one"
+        searches = [json.loads(p.read_text())["search"] for p in folder.glob("interpolate-residual-seed*/score-val.json")]
+        assert len(searches) == 5
+        for search in searches:
+            assert ("every" if search["gate"] < 0 else "gated") == cells[1], cells[0]
+            assert search["score"] == cells[2] and ", ".join(search["proposals"]) == cells[3], cells[0]
