@@ -410,3 +410,28 @@ def test_the_search_table_of_results_md_is_its_csvs_and_searches():
         for search in searches:
             assert ("every" if search["gate"] < 0 else "gated") == cells[1], cells[0]
             assert search["score"] == cells[2] and ", ".join(search["proposals"]) == cells[3], cells[0]
+
+
+def test_the_downstream_table_of_results_md_is_its_csvs():
+    """docs/results.md's readout table: each AIR cell is the mean +- sd (ddof 1) of its classifier seeds, each pixel
+    cell its one seed, and a blank cell is a classifier that was not run (no row in any csv)."""
+    rows = results_md_table("## What AIR's latents are good for", "| task | labelled | AIR objects, shared digit MLP |")
+    paths = [RESULTS / "downstream" / "downstream.csv", RESULTS / "downstream_pixels" / "downstream.csv"] + sorted(
+        (RESULTS / "downstream_pixels_10k").glob("*/downstream.csv"))
+    accs = {}
+    for path in paths:
+        for r in read_csv(path):
+            accs.setdefault((r["task"], r["features"], int(r["labelled"])), []).append(float(r["test_acc"]))
+    columns = ("objects", "air", "cnn", "pixels")
+    assert len(rows) == len({(task, n) for task, _, n in accs}) == 12
+    for cells in rows:
+        task, labelled = cells[0], int(cells[1].replace(",", ""))
+        for features, cell in zip(columns, cells[2:]):
+            found = accs.get((task, features, labelled))
+            what = f"results.md, {task} {features} at {labelled}"
+            if found is None:
+                assert cell == "", f"{what}: the text says {cell}, no classifier was run"
+            elif len(found) == 1:
+                check(cell, [("accuracy", found[0])], what)
+            else:
+                check(cell, spread("accuracy", found, extremes=False), what)
