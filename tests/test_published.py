@@ -273,12 +273,18 @@ def test_trained_models_table_is_each_models_card(name):
 PAPER_HEADER = "| the paper's claim, on test scenes | paper |"
 
 
+def downstream_accuracies(*paths):
+    """{(task, features, labelled): [test accuracy of each classifier seed]} of downstream.csv files."""
+    groups = {}
+    for path in paths:
+        for r in read_csv(path):
+            groups.setdefault((r["task"], r["features"], int(r["labelled"])), []).append(float(r["test_acc"]))
+    return groups
+
+
 def downstream_means(path):
     """{(task, features, labelled): mean test accuracy over the classifier seeds} of a downstream.csv."""
-    groups = {}
-    for r in read_csv(path):
-        groups.setdefault((r["task"], r["features"], int(r["labelled"])), []).append(float(r["test_acc"]))
-    return {key: statistics.mean(values) for key, values in groups.items()}
+    return {key: statistics.mean(values) for key, values in downstream_accuracies(path).items()}
 
 
 def test_the_latents_rows_are_the_downstream_files_rounded():
@@ -418,10 +424,7 @@ def test_the_downstream_table_of_results_md_is_its_csvs():
     rows = results_md_table("## What AIR's latents are good for", "| task | labelled | AIR objects, shared digit MLP |")
     paths = [RESULTS / "downstream" / "downstream.csv", RESULTS / "downstream_pixels" / "downstream.csv"] + sorted(
         (RESULTS / "downstream_pixels_10k").glob("*/downstream.csv"))
-    accs = {}
-    for path in paths:
-        for r in read_csv(path):
-            accs.setdefault((r["task"], r["features"], int(r["labelled"])), []).append(float(r["test_acc"]))
+    accs = downstream_accuracies(*paths)
     columns = ("objects", "air", "cnn", "pixels")
     assert len(rows) == len({(task, n) for task, _, n in accs}) == 12
     for cells in rows:
